@@ -1,0 +1,3 @@
+"""genreflow: raw music audio to genre predictions and comparable song vectors, reproducibly."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,186 @@
+"""The ``genreflow`` console script.
+
+The pipeline commands run the same library functions as the DVC stage scripts, for
+one-off use outside ``dvc repro``; registry commands (``promote``, ``rollback``) and
+``ui`` are for people comparing and managing runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from genreflow.runner import fail, setup_logging
+
+app = typer.Typer(
+    help=(
+        "genreflow: raw music audio -> genre predictions, reproducibly.\n\n"
+        "Run the whole pipeline with `dvc repro` (or `make repro`); these commands run single "
+        "steps, manage the model registry and open the MLflow UI."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+RootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--root", help="Repository root (default: the nearest directory holding dvc.yaml)."
+    ),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Hide progress bars.")]
+
+
+def _context(root: Path | None):
+    from genreflow.config import load_params
+    from genreflow.paths import Layout
+
+    layout = Layout.from_root(root)
+    return layout, load_params(layout.params)
+
+
+def _run(name: str, fn) -> None:
+    setup_logging()
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - errors become exit codes here
+        fail(name, exc)
+
+
+@app.command()
+def fetch(root: RootOption = None, quiet: QuietOption = False) -> None:
+    """Fetch raw audio per params `data` (synthetic, local or url) into data/raw/."""
+    from genreflow.sources import fetch as do_fetch
+
+    def go() -> None:
+        layout, params = _context(root)
+        path = do_fetch(params.data, layout, progress=not quiet)
+        typer.echo(f"manifest: {path}")
+
+    _run("fetch", go)
+
+
+@app.command()
+def validate(root: RootOption = None, quiet: QuietOption = False) -> None:
+    """Decode and check every clip (Great Expectations), quarantine bad ones, assign splits."""
+    from genreflow.validation import validate as do_validate
+
+    def go() -> None:
+        layout, params = _context(root)
+        summary = do_validate(params, layout, progress=not quiet)
+        typer.echo(str(summary))
+
+    _run("validate", go)
+
+
+@app.command()
+def spectrogramize(root: RootOption = None, quiet: QuietOption = False) -> None:
+    """Compute the log-mel feature store in data/features/ and the figures."""
+    from genreflow.features.spectrogramize import spectrogramize as do_spec
+
+    def go() -> None:
+        layout, params = _context(root)
+        meta = do_spec(params.features, params.data.genres, layout, progress=not quiet)
+        typer.echo(f"segments: {meta['shape']}")
+
+    _run("spectrogramize", go)
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Argument(help="cnn (params train_cnn) or crnn (params train_lstm).")],
+    root: RootOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Train one model on the feature store, tracked in MLflow; resumes from its checkpoint."""
+    from genreflow.training.stage import train_stage
+
+    sections = {"cnn": "train_cnn", "crnn": "train_lstm", "lstm": "train_lstm"}
+    if model not in sections:
+        raise typer.BadParameter(f"unknown model {model!r}; choose cnn or crnn")
+
+    def go() -> None:
+        layout, params = _context(root)
+        train_stage(params, sections[model], layout, progress=not quiet)
+
+    _run("train", go)
+
+
+@app.command()
+def evaluate(root: RootOption = None, quiet: QuietOption = False) -> None:
+    """Score both models on the test split, register them and decide the champion."""
+    from genreflow.evaluation.stage import evaluate_stage
+
+    def go() -> None:
+        layout, params = _context(root)
+        evaluate_stage(params, layout, progress=not quiet)
+
+    _run("evaluate", go)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Registered model version to make champion.")],
+    name: Annotated[
+        str | None, typer.Option(help="Registered model (default: params evaluate.registered_model).")
+    ] = None,
+    root: RootOption = None,
+) -> None:
+    """Point the `champion` alias at VERSION by hand (the old champion is remembered)."""
+    from genreflow.registry import promote as do_promote
+    from genreflow.tracking import configure_mlflow
+
+    def go() -> None:
+        layout, params = _context(root)
+        configure_mlflow(layout, params.evaluate.experiment)
+        result = do_promote(name or params.evaluate.registered_model, version, layout)
+        typer.echo(str(result))
+
+    _run("promote", go)
+
+
+@app.command()
+def rollback(
+    name: Annotated[
+        str | None, typer.Option(help="Registered model (default: params evaluate.registered_model).")
+    ] = None,
+    root: RootOption = None,
+) -> None:
+    """Move `champion` back to the previous champion version."""
+    from genreflow.registry import rollback as do_rollback
+    from genreflow.tracking import configure_mlflow
+
+    def go() -> None:
+        layout, params = _context(root)
+        configure_mlflow(layout, params.evaluate.experiment)
+        result = do_rollback(name or params.evaluate.registered_model, layout)
+        typer.echo(str(result))
+
+    _run("rollback", go)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port for the MLflow UI.")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    root: RootOption = None,
+) -> None:
+    """Open the MLflow UI on this repository's tracking store (mlflow.db)."""
+    from genreflow.paths import Layout
+    from genreflow.tracking import resolve_tracking_uri
+
+    layout = Layout.from_root(root)
+    uri = resolve_tracking_uri(layout.root)
+    mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    cmd = [mlflow_bin, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    typer.echo(f"MLflow UI on http://{host}:{port} (store: {uri}); Ctrl+C stops it")
+    raise SystemExit(subprocess.call(cmd, cwd=layout.root))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

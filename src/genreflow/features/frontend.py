@@ -1,0 +1,78 @@
+"""The one spectrogram front-end shared by training, evaluation and serving.
+
+Training reads features that :class:`LogMelFrontend` wrote to the feature store; the
+served model embeds the very same module and applies it to raw waveform. Both paths go
+through :meth:`LogMelFrontend.segments`: one STFT over the whole clip, then the frames are
+cut into overlapping segments. Overlapping segments therefore cost no extra FFTs, and a
+segment's features never depend on the batch it sits in.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio.transforms as T
+from torch import nn
+
+from genreflow.config import FeatureParams
+
+AMIN_DB = -100.0  # floor of the dB scale (power 1e-10); avoids -inf on digital silence
+
+
+def n_segments(n_frames: int, segment_frames: int, hop_frames: int) -> int:
+    """How many segments :meth:`LogMelFrontend.segments` cuts from ``n_frames`` frames."""
+    if n_frames <= segment_frames:
+        return 1
+    return 1 + (n_frames - segment_frames) // hop_frames
+
+
+class LogMelFrontend(nn.Module):
+    """Waveform ``(..., samples)`` -> log-mel dB ``(..., n_mels, frames)``, float32.
+
+    Built from torchaudio's ``Spectrogram``, ``MelScale`` and ``AmplitudeToDB`` (the parts of
+    ``MelSpectrogram``), with the power spectrum taken as ``re² + im²``, which is cheaper than
+    ``abs() ** 2`` and numerically the same. The output is rounded through float16 because the
+    feature store keeps float16: the classifier then sees bit-identical inputs whether features
+    come from the store (training) or from this module (serving).
+    """
+
+    def __init__(self, params: FeatureParams) -> None:
+        super().__init__()
+        self.sample_rate = params.sample_rate
+        self.hop_length = params.hop_length
+        self.segment_samples = params.segment_samples
+        self.segment_frames = params.segment_frames
+        self.hop_frames = max(1, int(round(params.segment_hop_samples / params.hop_length)))
+        self.stft = T.Spectrogram(
+            n_fft=params.n_fft, hop_length=params.hop_length, power=None, center=True
+        )
+        self.mel_scale = T.MelScale(
+            n_mels=params.n_mels,
+            sample_rate=params.sample_rate,
+            f_min=params.f_min,
+            f_max=params.f_max,
+            n_stft=params.n_fft // 2 + 1,
+            norm="slaney",
+            mel_scale="slaney",
+        )
+        # top_db=None: torchaudio's top_db clamps against the max over the whole input,
+        # which would make one clip's features depend on the rest of the batch.
+        self.to_db = T.AmplitudeToDB(stype="power", top_db=None)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = torch.view_as_real(self.stft(wave.float()))
+        power = spec[..., 0].square() + spec[..., 1].square()
+        db = self.to_db(self.mel_scale(power)).clamp_min(AMIN_DB)
+        return db.to(torch.float16).to(torch.float32)
+
+    def segments(self, wave: torch.Tensor) -> torch.Tensor:
+        """Clip(s) ``(..., samples)`` -> segments ``(..., n_segments, n_mels, segment_frames)``.
+
+        A clip shorter than one segment is zero-padded to one segment; trailing frames that
+        do not fill a whole segment are dropped. Training features and serving use this.
+        """
+        short = self.segment_samples - wave.shape[-1]
+        if short > 0:
+            wave = torch.nn.functional.pad(wave, (0, short))
+        spec = self.forward(wave)  # (..., n_mels, frames)
+        cut = spec.unfold(-1, self.segment_frames, self.hop_frames)  # (..., n_mels, n_seg, F)
+        return cut.transpose(-3, -2).contiguous()

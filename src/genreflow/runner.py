@@ -1,0 +1,61 @@
+"""Shared start-up for stage scripts and CLI commands: logging, and errors users can act on.
+
+A failure the user can fix (bad params, an undecodable file, failed validation, a missing
+input) prints one clear line naming the file and the reason, not a traceback; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import NoReturn
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    from genreflow.audio import AudioDecodeError
+    from genreflow.config import ConfigError
+
+    types: list[type[BaseException]] = [ConfigError, AudioDecodeError, FileNotFoundError]
+    try:
+        from genreflow.validation import ValidationFailed
+
+        types.append(ValidationFailed)
+    except ImportError:  # pragma: no cover - validation always ships; defensive for partial installs
+        pass
+    try:
+        from genreflow.sources import FetchError
+
+        types.append(FetchError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(types)
+
+
+def setup_logging() -> None:
+    level = os.environ.get("GENREFLOW_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    for noisy in ("alembic", "mlflow", "great_expectations", "urllib3", "numba", "matplotlib"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def fail(stage: str, exc: BaseException) -> NoReturn:
+    if not isinstance(exc, user_error_types()) or os.environ.get("GENREFLOW_DEBUG"):
+        traceback.print_exception(exc)
+    print(f"genreflow {stage}: error: {exc}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def run_stage(stage: str, main: Callable[[], object]) -> None:
+    """Run a stage's ``main`` with logging set up and user-facing errors made readable."""
+    setup_logging()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"genreflow {stage}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
+        fail(stage, exc)

@@ -1,0 +1,15 @@
+"""DVC stage ``fetch``: params ``data`` -> ``data/raw/`` and ``data/raw/manifest.csv``."""
+
+from genreflow.config import load_params
+from genreflow.paths import Layout
+from genreflow.runner import run_stage
+from genreflow.sources import fetch
+
+
+def main() -> None:
+    layout = Layout.from_root()
+    fetch(load_params(layout.params).data, layout)
+
+
+if __name__ == "__main__":
+    run_stage("fetch", main)

@@ -1,0 +1,15 @@
+"""DVC stage ``train_cnn``: params ``train_cnn`` (+ ``seed``) -> ``models/cnn/`` and an MLflow run."""
+
+from genreflow.config import load_params
+from genreflow.paths import Layout
+from genreflow.runner import run_stage
+from genreflow.training.stage import train_stage
+
+
+def main() -> None:
+    layout = Layout.from_root()
+    train_stage(load_params(layout.params), "train_cnn", layout)
+
+
+if __name__ == "__main__":
+    run_stage("train_cnn", main)

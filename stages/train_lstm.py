@@ -1,0 +1,15 @@
+"""DVC stage ``train_lstm``: params ``train_lstm`` (+ ``seed``) -> ``models/crnn/`` and an MLflow run."""
+
+from genreflow.config import load_params
+from genreflow.paths import Layout
+from genreflow.runner import run_stage
+from genreflow.training.stage import train_stage
+
+
+def main() -> None:
+    layout = Layout.from_root()
+    train_stage(load_params(layout.params), "train_lstm", layout)
+
+
+if __name__ == "__main__":
+    run_stage("train_lstm", main)

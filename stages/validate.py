@@ -1,0 +1,16 @@
+"""DVC stage ``validate``: params ``validate`` (+ ``data.genres``, ``data.source``) ->
+``data/validated/manifest.csv`` with a per-track split, and ``reports/validation/``."""
+
+from genreflow.config import load_params
+from genreflow.paths import Layout
+from genreflow.runner import run_stage
+from genreflow.validation import validate
+
+
+def main() -> None:
+    layout = Layout.from_root()
+    validate(load_params(layout.params), layout)
+
+
+if __name__ == "__main__":
+    run_stage("validate", main)
