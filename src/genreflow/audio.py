@@ -18,6 +18,9 @@ class AudioDecodeError(RuntimeError):
         self.reason = reason
         super().__init__(f"{path}: {reason}")
 
+    def __reduce__(self):  # keep (path, reason) when raised inside a worker process
+        return (type(self), (self.path, self.reason))
+
 
 def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
     """Decode ``path`` to float32 ``(channels, samples)`` and its sample rate.

@@ -1,0 +1,219 @@
+"""End to end: all six stages through `dvc repro` in a temporary copy of the repository.
+
+The copy gets a tiny profile (10 genres x 3 clips x 5 s, tiny models, 2 epochs), so the
+whole DAG runs in about a minute. Tests in this module run in file order on one copy: the
+first builds everything, later ones change params and check what DVC re-runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+ALL_STAGES = {"fetch", "validate", "spectrogramize", "train_cnn", "train_lstm", "evaluate"}
+
+pytestmark = pytest.mark.integration
+
+
+def tiny_params(params: dict) -> dict:
+    params["data"]["synthetic"].update(clips_per_genre=3, duration_s=5.0, workers=2)
+    params["features"].update(n_mels=32, n_fft=1024, hop_length=512, workers=2)
+    for section, channels, dense in (
+        ("train_cnn", [4, 8, 8, 16, 16], [32, 16, 16, 16]),
+        ("train_lstm", [4, 8, 8], [16]),
+    ):
+        params[section].update(
+            epochs=2, batch_size=16, channels=channels, dense=dense, lstm_hidden=8,
+            early_stopping_patience=0,
+        )
+    params["evaluate"].update(bootstrap_samples=200)
+    return params
+
+
+def edit_params(root: Path, **changes: dict) -> None:
+    path = root / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def repo_files() -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    ).stdout
+    return [line for line in out.splitlines() if line and (REPO / line).is_file()]
+
+
+def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    proc = subprocess.run(
+        [str(VENV_BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"dvc {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def stages_run(proc: subprocess.CompletedProcess) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", proc.stdout + proc.stderr))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("genreflow-copy")
+    for rel in repo_files():
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, dest)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(params), sort_keys=False))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run([*git, "init", "-q"], cwd=root, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=root, check=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(repo: Path) -> subprocess.CompletedProcess:
+    return dvc(repo, "repro")
+
+
+def test_repro_runs_all_six_stages_and_writes_outputs(repo, first_run):
+    assert stages_run(first_run) == ALL_STAGES
+    raw = pd.read_csv(repo / "data/raw/manifest.csv")
+    assert len(raw) == 30 and set(raw.columns) >= {"path", "genre", "track_id", "bytes", "sha256"}
+    validated = pd.read_csv(repo / "data/validated/manifest.csv")
+    assert set(validated["split"]) == {"train", "val", "test"}
+    assert validated["track_id"].is_unique
+    assert (repo / "data/features/segments.npy").is_file()
+    assert (repo / "reports/validation/summary.json").is_file()
+    assert (repo / "reports/validation/data_docs").is_dir()
+    for name in ("waveforms.png", "spectrograms_db.png", "mel_spectrograms.png"):
+        assert (repo / "reports/figures" / name).is_file()
+    for arch in ("cnn", "crnn"):
+        assert (repo / f"models/{arch}/model.pt").is_file()
+        rows = json.loads((repo / f"reports/evaluate/confusion_{arch}.json").read_text())
+        assert len(rows) == int((validated["split"] == "test").sum())
+        assert {"actual", "predicted"} <= set(rows[0])
+        history = pd.read_csv(repo / f"reports/training/{arch}.csv")
+        assert list(history["epoch"]) == [1, 2]
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    for arch in ("cnn", "crnn", "baseline"):
+        assert 0.0 <= metrics[arch]["accuracy"] <= 1.0
+        assert metrics[arch]["accuracy_ci95_low"] <= metrics[arch]["accuracy"]
+    # the tracking store is the absolute sqlite file at the copy's root
+    assert (repo / "mlflow.db").is_file()
+    assert not (REPO / "data/raw").exists() or REPO != repo
+
+
+def test_mlflow_holds_both_runs_versions_and_champion(repo, first_run):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("genreflow")
+    runs = client.search_runs([experiment.experiment_id])
+    by_arch = {r.data.tags.get("arch"): r for r in runs}
+    assert {"cnn", "crnn"} <= set(by_arch)
+    for arch, section in (("cnn", "train_cnn"), ("crnn", "train_lstm")):
+        run = by_arch[arch]
+        assert run.data.params[f"{section}.epochs"] == "2"
+        assert run.data.tags.get("DVC_STAGE") == section
+        history = client.get_metric_history(run.info.run_id, "val_clip_accuracy")
+        assert sorted(m.step for m in history) == [1, 2]
+    versions = client.search_model_versions("name='genre-classifier'")
+    assert {v.tags.get("arch") for v in versions} == {"cnn", "crnn"}
+    champion = client.get_model_version_by_alias("genre-classifier", "champion")
+    assert champion.version in {v.version for v in versions}
+    assert all(v.current_stage in (None, "None") for v in versions)  # no deprecated stages
+    decisions = json.loads((repo / "reports/promotion.json").read_text())
+    assert decisions
+
+
+def test_second_repro_runs_nothing(repo, first_run):
+    assert stages_run(dvc(repo, "repro")) == set()
+
+
+def test_metrics_and_plots_commands_work(repo, first_run):
+    shown = dvc(repo, "metrics", "show", "--json").stdout
+    assert "accuracy" in shown
+    dvc(repo, "plots", "show", "--json")
+
+
+def test_no_train_serve_skew_for_the_champion(repo, first_run):
+    """The registry model fed raw test waveforms predicts what the feature path predicts."""
+    import mlflow
+
+    from genreflow.audio import load_mono
+    from genreflow.features.store import FeatureStore
+    from genreflow.models.serving import load_classifier
+    from genreflow.training.clip_metrics import clip_logits
+    from genreflow.training.loop import predict_segments
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    arch = client.get_model_version_by_alias("genre-classifier", "champion").tags["arch"]
+    served = mlflow.pytorch.load_model("models:/genre-classifier@champion").eval()
+
+    store = FeatureStore.load(repo / "data/features")
+    features, _, track_ids = store.split("test")
+    classifier, _ = load_classifier(repo / f"models/{arch}/model.pt")
+    ids, logits = clip_logits(predict_segments(classifier.eval(), features), track_ids)
+    feature_path = dict(zip(ids, logits.argmax(1), strict=True))
+
+    paths = store.index.drop_duplicates("track_id").set_index("track_id")["path"]
+    sr = store.feature_params.sample_rate
+    for track in ids:
+        wave = load_mono(repo / paths[track], sr)
+        with torch.inference_mode():
+            served_logits = served(wave[None]).numpy()
+        assert int(np.argmax(served_logits)) == int(feature_path[track]), track
+
+
+def test_lstm_param_change_reruns_only_train_lstm_and_evaluate(repo, first_run):
+    edit_params(repo, train_lstm={"lr": 0.02})
+    assert stages_run(dvc(repo, "repro")) == {"train_lstm", "evaluate"}
+
+
+def test_promotion_decisions_follow_the_margin_rule(repo, first_run):
+    """Force a worse candidate (1 epoch, tiny lr) and check each recorded decision."""
+    edit_params(repo, train_cnn={"epochs": 1, "lr": 1e-6})
+    assert stages_run(dvc(repo, "repro")) == {"train_cnn", "evaluate"}
+    report = json.loads((repo / "reports/promotion.json").read_text())
+    margin = yaml.safe_load((repo / "params.yaml").read_text())["evaluate"]["promotion_margin"]
+    decisions = report["decisions"] if isinstance(report, dict) else report
+    assert decisions
+    for d in decisions:
+        champion = d.get("champion_accuracy")
+        expected = champion is None or d["candidate_accuracy"] > champion + margin
+        assert d["promoted"] == expected, d
+
+
+def test_features_param_change_skips_fetch_and_validate(repo, first_run):
+    edit_params(repo, features={"n_mels": 24})
+    ran = stages_run(dvc(repo, "repro"))
+    assert "spectrogramize" in ran
+    assert not ran & {"fetch", "validate"}
+    from genreflow.features.store import FeatureStore
+
+    assert FeatureStore.load(repo / "data/features").features.shape[1] == 24
