@@ -1,0 +1,7 @@
+"""The validate stage's failure type, in its own module so every part can raise it."""
+
+from __future__ import annotations
+
+
+class ValidationFailed(RuntimeError):
+    """The raw data is not fit to train on; the message names the files and reasons."""

@@ -1,0 +1,273 @@
+"""The Great Expectations suites over the per-clip table, and their reports.
+
+Each check pairs one GX expectation with the sentence a user reads in ``quarantine.csv``: GX
+decides *which* rows fail (``unexpected_index_list`` keyed by path), the check says *why* in
+words. GX is imported here only, so importing :mod:`genreflow.validation` stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import great_expectations as gx
+import numpy as np
+import pandas as pd
+from great_expectations.core.expectation_validation_result import (
+    ExpectationSuiteValidationResult,
+)
+from great_expectations.data_context.types.base import (
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
+
+from genreflow.config import ValidateParams
+
+CLIP_SUITE = "genreflow_clips"
+BALANCE_SUITE = "genreflow_class_balance"
+DUPLICATE_CHECK = "duplicate"
+BALANCE_CHECK = "class_balance"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation on the clip table and the quarantine reason for a row that fails it."""
+
+    name: str
+    expectation: Any  # a gx.expectations.Expectation
+    reason: Callable[[pd.Series], str]
+
+
+def _fmt_db(value: float) -> str:
+    return "-inf" if value == -math.inf else f"{value:.1f}"
+
+
+def _duration_reason(v: ValidateParams) -> Callable[[pd.Series], str]:
+    def reason(row: pd.Series) -> str:
+        d = float(row["duration_s"])
+        if d < v.min_duration_s:
+            return f"too short: {d:.2f} s < min_duration_s {v.min_duration_s:g} s"
+        return f"too long: {d:.2f} s > max_duration_s {v.max_duration_s:g} s"
+
+    return reason
+
+
+def _check(
+    name: str, expectation: type, reason: Callable[[pd.Series], str], **kwargs: Any
+) -> Check:
+    # meta["check"] ties each GX result back to its check, whatever order GX reports them in.
+    return Check(name, expectation(meta={"check": name}, **kwargs), reason)
+
+
+def clip_checks(v: ValidateParams, genres: Sequence[str]) -> list[Check]:
+    """The clip-level checks, in the order their reasons are listed for a file."""
+    E = gx.expectations
+    rates = sorted(int(r) for r in v.sample_rates)
+    return [
+        _check(
+            "decodable",
+            E.ExpectColumnValuesToBeNull,
+            lambda row: str(row["decode_error"]),
+            column="decode_error",
+            notes="Every file must decode (soundfile/libsndfile).",
+        ),
+        _check(
+            "not_truncated",
+            E.ExpectColumnValuesToBeNull,
+            lambda row: str(row["truncation"]),
+            column="truncation",
+            notes="The header's declared audio size must fit in the file "
+            "(libsndfile silently reads a truncated file short).",
+        ),
+        _check(
+            "checksum",
+            E.ExpectColumnValuesToBeNull,
+            lambda row: str(row["checksum_error"]),
+            column="checksum_error",
+            notes="File bytes must still match the sha256 the fetch stage recorded.",
+        ),
+        _check(
+            "duration",
+            E.ExpectColumnValuesToBeBetween,
+            _duration_reason(v),
+            column="duration_s",
+            min_value=v.min_duration_s,
+            max_value=v.max_duration_s,
+        ),
+        _check(
+            "sample_rate",
+            E.ExpectColumnValuesToBeInSet,
+            lambda row: (
+                f"unsupported sample rate {int(row['sample_rate'])} Hz "
+                f"(not in validate.sample_rates {rates})"
+            ),
+            column="sample_rate",
+            value_set=rates,
+        ),
+        _check(
+            "channels",
+            E.ExpectColumnValuesToBeBetween,
+            lambda row: (
+                f"too many channels: {int(row['channels'])} > max_channels {v.max_channels}"
+            ),
+            column="channels",
+            min_value=1,
+            max_value=v.max_channels,
+        ),
+        _check(
+            "not_silent",
+            E.ExpectColumnValuesToBeBetween,
+            lambda row: f"silent: RMS {_fmt_db(float(row['rms_dbfs']))} dBFS < {v.min_rms_dbfs:g}",
+            column="rms_dbfs",
+            min_value=v.min_rms_dbfs,
+        ),
+        _check(
+            "not_clipped",
+            E.ExpectColumnValuesToBeBetween,
+            lambda row: (
+                f"clipped: {100 * float(row['clipping_ratio']):.1f}% of samples at full "
+                f"scale > {100 * v.max_clipping_ratio:g}%"
+            ),
+            column="clipping_ratio",
+            max_value=v.max_clipping_ratio,
+        ),
+        _check(
+            "known_genre",
+            E.ExpectColumnValuesToBeInSet,
+            lambda row: f"unknown genre {row['genre']!r} (not in data.genres)",
+            column="genre",
+            value_set=list(genres),
+        ),
+        _check(
+            DUPLICATE_CHECK,
+            E.ExpectColumnValuesToBeUnique,
+            # Which copy is kept is decided by the caller, which knows the other verdicts.
+            lambda row: "duplicate audio content",
+            column="audio_sha256",
+            notes="No audio content twice (sha256 of the decoded mono float32 samples); "
+            "the first copy is kept, the others are quarantined.",
+        ),
+    ]
+
+
+def _result_format(index_column: str) -> dict[str, Any]:
+    return {"result_format": "COMPLETE", "unexpected_index_column_names": [index_column]}
+
+
+class GxSession:
+    """An ephemeral GX context: suites run in memory, reports are written where we say."""
+
+    def __init__(self) -> None:
+        config = DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+            analytics_enabled=False,
+        )
+        self.context = gx.get_context(mode="ephemeral", project_config=config)
+        self._source = self.context.data_sources.add_pandas("genreflow")
+
+    def run(
+        self, suite_name: str, df: pd.DataFrame, expectations: Sequence[Any], index_column: str
+    ) -> ExpectationSuiteValidationResult:
+        """Validate ``df`` against ``expectations``; failing rows are keyed by ``index_column``."""
+        batch = self._source.add_dataframe_asset(suite_name).add_batch_definition_whole_dataframe(
+            "whole_table"
+        )
+        suite = self.context.suites.add(gx.ExpectationSuite(name=suite_name))
+        for expectation in expectations:
+            suite.add_expectation(expectation)
+        definition = self.context.validation_definitions.add(
+            gx.ValidationDefinition(name=suite_name, data=batch, suite=suite)
+        )
+        result = definition.run(
+            batch_parameters={"dataframe": df}, result_format=_result_format(index_column)
+        )
+        for res in result.results:
+            if res.exception_info.get("raised_exception"):
+                raise RuntimeError(
+                    f"Great Expectations could not evaluate {res.expectation_config.type} "
+                    f"on {suite_name}: {res.exception_info.get('exception_message')}"
+                )
+        return result
+
+    def build_data_docs(self, directory: Path) -> Path:
+        """Render static Data Docs for every run so far into ``directory``; return index.html."""
+        directory = Path(directory).resolve()  # GX insists on an absolute base_directory
+        self.context.add_data_docs_site(
+            "genreflow_validation",
+            {
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(directory),
+                },
+            },
+        )
+        self.context.build_data_docs(site_names=["genreflow_validation"])
+        index = directory / "index.html"
+        if not index.is_file():
+            raise RuntimeError(f"Great Expectations did not write Data Docs to {index}")
+        return index
+
+
+def unexpected_keys(
+    result: ExpectationSuiteValidationResult, check: str, index_column: str
+) -> set[str]:
+    """Values of ``index_column`` for rows failing the expectation tagged ``check``."""
+    keys: set[str] = set()
+    for res in result.results:
+        if (res.expectation_config.meta or {}).get("check") != check or res.success:
+            continue
+        for item in res.result.get("unexpected_index_list") or []:
+            keys.add(str(item[index_column]))
+    return keys
+
+
+def clip_failures(
+    table: pd.DataFrame, checks: Sequence[Check], result: ExpectationSuiteValidationResult
+) -> dict[str, dict[str, str]]:
+    """``{path: {check name: reason}}`` for every row a check flagged, from the GX result."""
+    by_path = table.set_index("path", drop=False)
+    failures: dict[str, dict[str, str]] = {}
+    for check in checks:
+        for path in sorted(unexpected_keys(result, check.name, "path")):
+            failures.setdefault(path, {})[check.name] = check.reason(by_path.loc[path])
+    return failures
+
+
+def balance_table(accepted_genres: pd.Series, genres: Sequence[str]) -> pd.DataFrame:
+    """Accepted clips per configured genre, zeros included (a genre with none is imbalance too)."""
+    counts = accepted_genres.value_counts()
+    return pd.DataFrame(
+        {"genre": list(genres), "accepted": [int(counts.get(g, 0)) for g in genres]}
+    )
+
+
+def balance_expectation(counts: pd.DataFrame, tolerance: float) -> tuple[Any, float]:
+    """Expect every genre to hold at least ``(1 - tolerance) * max`` accepted clips."""
+    floor = (1.0 - tolerance) * float(counts["accepted"].max() if len(counts) else 0)
+    expectation = gx.expectations.ExpectColumnValuesToBeBetween(
+        meta={"check": BALANCE_CHECK},
+        column="accepted",
+        min_value=floor,
+        notes=f"Class balance: min count >= (1 - {tolerance:g}) * max count = {floor:g}.",
+    )
+    return expectation, floor
+
+
+def json_safe(obj: Any) -> Any:
+    """Plain JSON: numpy scalars unwrapped, non-finite floats as strings ("-inf", "nan")."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    return obj

@@ -1,0 +1,269 @@
+"""The validate stage: decode every raw file, check it with Great Expectations, assign the split.
+
+Files that fail a check are *quarantined*: listed with their reasons in
+``reports/validation/quarantine.csv`` and left out of ``data/validated/manifest.csv``. Nothing under
+``data/raw`` is modified. Tracks the GTZAN lists leave out are *excluded* (a property of the
+dataset, not a data fault), so they do not count towards ``validate.max_quarantine_share``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from genreflow.config import Params
+from genreflow.paths import Layout
+from genreflow.validation import report
+from genreflow.validation.decode_table import MANIFEST_COLUMNS, decode_table
+from genreflow.validation.errors import ValidationFailed
+from genreflow.validation.split import (
+    GTZAN_EXCLUDED_REASON,
+    SPLITS,
+    check_fractions,
+    gtzan_split,
+    resolve_scheme,
+    stratified_split,
+)
+
+__all__ = ["ValidationFailed", "ValidationSummary", "validate"]
+
+#: How many quarantined files a failure message lists before pointing at quarantine.csv.
+MESSAGE_FILES = 8
+
+
+@dataclass(frozen=True)
+class ValidationSummary:
+    """What the stage decided, as written to ``reports/validation/summary.json`` (DVC metrics)."""
+
+    n_files: int
+    n_accepted: int
+    n_quarantined: int
+    n_excluded: int
+    quarantine_share: float
+    max_quarantine_share: float
+    scheme: str
+    gx_success: bool
+    class_balance_ok: bool
+    passed: bool
+    per_split: dict[str, int] = field(default_factory=dict)
+    per_genre: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _read_raw_manifest(layout: Layout) -> pd.DataFrame:
+    path = layout.raw_manifest
+    if not path.is_file():
+        raise ValidationFailed(f"{path}: raw manifest not found (run the fetch stage first)")
+    try:
+        manifest = pd.read_csv(path, dtype={"path": str, "genre": str, "track_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValidationFailed(f"{path}: not a readable CSV ({exc})") from exc
+    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise ValidationFailed(f"{path}: missing column(s) {missing}; has {list(manifest.columns)}")
+    if manifest.empty:
+        raise ValidationFailed(f"{path}: lists no files")
+    dupes = sorted(manifest.loc[manifest["path"].duplicated(), "path"].unique())
+    if dupes:
+        raise ValidationFailed(f"{path}: lists the same path more than once: {dupes[:5]}")
+    manifest["sha256"] = manifest["sha256"].astype("object").where(manifest["sha256"].notna(), None)
+    # A blank genre must read as an unknown genre, not as a null that set checks skip.
+    manifest["genre"] = manifest["genre"].fillna("")
+    manifest["track_id"] = manifest["track_id"].fillna("")
+    return manifest
+
+
+def _resolve_duplicates(
+    clips: pd.DataFrame, flagged: set[str], failures: dict[str, dict[str, str]], excluded: set[str]
+) -> None:
+    """Keep one copy of each duplicated audio content; mark the others "duplicate of <kept>".
+
+    GX flags every member of a group. The copy kept is the first by path among copies that pass
+    every other check and are in the split, so a good copy is never dropped for a faulty one.
+    """
+    rows = clips[clips["path"].isin(flagged)]
+    for _, group in rows.groupby("audio_sha256", sort=True):
+
+        def rank(path: str) -> tuple[bool, str]:
+            return (bool(failures.get(path)) or path in excluded, path)
+
+        members = sorted(group["path"], key=rank)
+        kept, others = members[0], members[1:]
+        for path in others:
+            failures.setdefault(path, {})["duplicate"] = f"duplicate of {kept}"
+
+
+def _status_and_reason(
+    clips: pd.DataFrame, failures: dict[str, dict[str, str]], excluded: set[str]
+) -> pd.DataFrame:
+    statuses, reasons = [], []
+    for path in clips["path"]:
+        parts = list(failures.get(path, {}).values())
+        if path in excluded:
+            parts.append(GTZAN_EXCLUDED_REASON)
+        reasons.append("; ".join(parts))
+        if failures.get(path):
+            statuses.append("quarantined")
+        elif path in excluded:
+            statuses.append("excluded")
+        else:
+            statuses.append("accepted")
+    return clips.assign(status=statuses, reason=reasons)
+
+
+def _per_genre(clips: pd.DataFrame, genres: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    names = list(genres) + sorted(set(clips["genre"]) - set(genres))
+    out: dict[str, dict[str, int]] = {}
+    for genre in names:
+        rows = clips[clips["genre"] == genre]
+        counts = {"files": len(rows)}
+        for status in ("accepted", "quarantined", "excluded"):
+            counts[status] = int((rows["status"] == status).sum())
+        for split in SPLITS:
+            counts[split] = int((rows["split"] == split).sum())
+        out[genre] = counts
+    return out
+
+
+def _listing(rows: pd.DataFrame) -> str:
+    lines = [f"  {r.path}: {r.reason}" for r in rows.head(MESSAGE_FILES).itertuples()]
+    if len(rows) > MESSAGE_FILES:
+        lines.append(f"  ... and {len(rows) - MESSAGE_FILES} more")
+    return "\n".join(lines)
+
+
+def validate(
+    params: Params, layout: Layout, progress: bool = True, workers: int = 2
+) -> ValidationSummary:
+    """Run the validate stage under ``layout``; raise :class:`ValidationFailed` if data is unfit.
+
+    Always writes ``reports/validation/`` (quarantine.csv, clips.csv, gx_result.json, data_docs/,
+    summary.json) once the files are decoded. Writes ``data/validated/manifest.csv`` only when
+    the stage passes; a stale one is removed first, so no later stage trains on data that failed.
+    """
+    # GX takes seconds to import: only pay for it when the stage really runs.
+    from genreflow.validation import expectations as gxv
+
+    v = params.validate
+    genres = tuple(params.data.genres)
+    scheme = resolve_scheme(v.split.scheme, params.data.source)
+    if scheme == "stratified":
+        check_fractions(v.split.val_fraction, v.split.test_fraction)
+    # Whatever happens below, a manifest from an earlier run must not outlive a failed one.
+    layout.validated_manifest.unlink(missing_ok=True)
+    manifest = _read_raw_manifest(layout)
+    clips = decode_table(manifest, layout.root, workers=workers, progress=progress)
+
+    split_of: dict[str, str | None] = {}
+    excluded: set[str] = set()
+    if scheme == "gtzan":
+        by_track = gtzan_split(clips["track_id"])
+        if not any(by_track.values()):
+            raise ValidationFailed(
+                f"{layout.raw_manifest}: none of the {len(clips)} track ids (e.g. "
+                f"{clips['track_id'].iloc[0]!r}) is in torchaudio's GTZAN split lists; for data "
+                "that is not GTZAN set validate.split.scheme: stratified"
+            )
+        split_of = {p: by_track[t] for p, t in zip(clips["path"], clips["track_id"], strict=True)}
+        excluded = {p for p, s in split_of.items() if s is None}
+
+    session = gxv.GxSession()
+    checks = gxv.clip_checks(v, genres)
+    clip_result = session.run(
+        gxv.CLIP_SUITE, clips, [c.expectation for c in checks], index_column="path"
+    )
+    failures = gxv.clip_failures(clips, checks, clip_result)
+    duplicated = {p for p, f in failures.items() if f.pop(gxv.DUPLICATE_CHECK, None)}
+    _resolve_duplicates(clips, duplicated, failures, excluded)
+    clips = _status_and_reason(clips, failures, excluded)
+
+    accepted = clips[clips["status"] == "accepted"]
+    if scheme == "stratified":
+        split_of = dict(
+            stratified_split(
+                list(accepted["path"]),
+                list(accepted["genre"]),
+                v.split.val_fraction,
+                v.split.test_fraction,
+                v.split.seed,
+            )
+        )
+    clips["split"] = [
+        split_of.get(p) if s == "accepted" else None
+        for p, s in zip(clips["path"], clips["status"], strict=True)
+    ]
+    accepted = clips[clips["status"] == "accepted"]
+
+    counts = gxv.balance_table(accepted["genre"], genres)
+    balance_exp, floor = gxv.balance_expectation(counts, v.class_balance_tolerance)
+    balance_result = session.run(gxv.BALANCE_SUITE, counts, [balance_exp], index_column="genre")
+
+    n_files = len(clips)
+    n_quarantined = int((clips["status"] == "quarantined").sum())
+    n_excluded = int((clips["status"] == "excluded").sum())
+    eligible = n_files - n_excluded
+    share = n_quarantined / eligible if eligible else 0.0
+    per_split = {s: int((accepted["split"] == s).sum()) for s in SPLITS}
+
+    reports = layout.validation_reports
+    problems: list[str] = []
+    if share > v.max_quarantine_share:
+        quarantined = clips[clips["status"] == "quarantined"]
+        problems.append(
+            f"{n_quarantined} of {eligible} files quarantined ({share:.1%}), more than "
+            f"validate.max_quarantine_share ({v.max_quarantine_share:.1%}):\n"
+            f"{_listing(quarantined)}"
+        )
+    if not balance_result.success:
+        listing = ", ".join(f"{r.genre}={r.accepted}" for r in counts.itertuples())
+        problems.append(
+            f"classes are not balanced: accepted clips per genre {listing}; each needs at least "
+            f"{floor:g} = (1 - validate.class_balance_tolerance {v.class_balance_tolerance:g}) "
+            f"x the largest count"
+        )
+    empty = [s for s in SPLITS if per_split[s] == 0]
+    if accepted.empty:
+        problems.append(f"no file passed validation ({n_files} listed, {n_excluded} excluded)")
+    elif empty:
+        problems.append(
+            f"split {empty} would be empty (per split: {per_split}); add clips or change "
+            "validate.split"
+        )
+
+    summary = ValidationSummary(
+        n_files=n_files,
+        n_accepted=len(accepted),
+        n_quarantined=n_quarantined,
+        n_excluded=n_excluded,
+        quarantine_share=round(share, 6),
+        max_quarantine_share=v.max_quarantine_share,
+        scheme=scheme,
+        gx_success=bool(clip_result.success and balance_result.success),
+        class_balance_ok=bool(balance_result.success),
+        passed=not problems,
+        per_split=per_split,
+        per_genre=_per_genre(clips, genres),
+    )
+
+    report.write_clip_table(reports / report.CLIPS_CSV, clips)
+    report.write_quarantine(reports / report.QUARANTINE_CSV, clips)
+    report.write_gx_results(
+        reports / report.GX_RESULT_JSON,
+        {gxv.CLIP_SUITE: clip_result, gxv.BALANCE_SUITE: balance_result},
+    )
+    report.write_data_docs(reports / report.DATA_DOCS_DIR, session.build_data_docs)
+    report.write_summary(reports / report.SUMMARY_JSON, summary.to_dict())
+
+    if problems:
+        details = "\n".join(f"- {p}" for p in problems)
+        raise ValidationFailed(
+            f"validate failed for {layout.raw_manifest}:\n{details}\n"
+            f"Full list with reasons: {reports / report.QUARANTINE_CSV}; "
+            f"Data Docs: {reports / report.DATA_DOCS_DIR / 'index.html'}"
+        )
+    report.write_validated_manifest(layout.validated_manifest, clips)
+    return summary

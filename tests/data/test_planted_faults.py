@@ -1,0 +1,206 @@
+"""Plant one of each data fault in a tiny raw directory and check the validate stage catches it.
+
+Every fault gets its own file; the assertions name the exact reason a user would read in
+``quarantine.csv``, and that ``data/raw`` is byte-for-byte unchanged afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from genreflow.config import DataParams, Params, SplitParams, ValidateParams
+from genreflow.paths import Layout
+from genreflow.validation import ValidationFailed, validate
+
+SR = 8000
+GENRES = ("blues", "classical", "rock")
+
+
+def _tone(seconds: float, freq: float, seed: int, sr: int = SR, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    noise = np.random.default_rng(seed).normal(0.0, 0.02, t.size)
+    return (amp * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _write_manifest(root: Path) -> None:
+    raw = root / "data" / "raw"
+    rows = []
+    for f in sorted(p for p in raw.rglob("*") if p.is_file() and p.name != "manifest.csv"):
+        data = f.read_bytes()
+        rows.append(
+            {
+                "path": _rel(f, root),
+                "genre": f.parent.name,
+                "track_id": f.name.rsplit(".", 1)[0],
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    pd.DataFrame(rows).to_csv(raw / "manifest.csv", index=False)
+
+
+def _tree_hashes(directory: Path) -> dict[str, str]:
+    return {
+        _rel(p, directory): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+# path relative to data/raw -> (expected status, substring of the expected reason)
+EXPECTED = {
+    "blues/blues.00090.wav": ("quarantined", "not decodable audio ("),
+    "classical/classical.00091.wav": (
+        "quarantined",
+        # 8 s x 8 kHz x 2 bytes declared; half of the 44-byte header + data is left, minus header
+        "truncated: header declares 128000 bytes of audio data, file holds 63978",
+    ),
+    "rock/rock.00092.wav": ("quarantined", "empty file (0 bytes)"),
+    "blues/blues.00093.wav": ("quarantined", "not decodable audio ("),
+    "classical/classical.00094.wav": ("quarantined", "silent: RMS -inf dBFS < -60"),
+    "rock/rock.00095.wav": ("quarantined", "clipped: "),
+    "blues/blues.00096.wav": ("accepted", ""),
+    "rock/rock.00097.wav": ("quarantined", "duplicate of data/raw/rock/rock.00000.wav"),
+    "polka/polka.00000.wav": ("quarantined", "unknown genre 'polka' (not in data.genres)"),
+}
+
+
+def build_raw(root: Path) -> None:
+    """Four good clips per genre plus one planted fault per row of :data:`EXPECTED`."""
+    raw = root / "data" / "raw"
+    for gi, genre in enumerate(GENRES):
+        (raw / genre).mkdir(parents=True)
+        for i in range(4):
+            wave = _tone(4.0, 220.0 + 40 * i + 7 * gi, seed=10 * gi + i)
+            sf.write(raw / genre / f"{genre}.{i:05d}.wav", wave, SR, subtype="PCM_16")
+    rng = np.random.default_rng(0)
+
+    # Corrupt: a RIFF/WAVE header followed by random bytes (like jazz.00054 in the Kaggle copy).
+    (raw / "blues/blues.00090.wav").write_bytes(
+        b"RIFF" + struct.pack("<I", 40000) + b"WAVE" + rng.bytes(40000)
+    )
+    # Truncated: an 8 s clip cut in half (still 4 s long, so only the header gives it away).
+    full = root / "full.wav"
+    sf.write(full, _tone(8.0, 330.0, seed=99), SR, subtype="PCM_16")
+    data = full.read_bytes()
+    (raw / "classical/classical.00091.wav").write_bytes(data[: len(data) // 2])
+    full.unlink()
+    # Zero bytes, and a text file named .wav.
+    (raw / "rock/rock.00092.wav").write_bytes(b"")
+    (raw / "blues/blues.00093.wav").write_text("this is a text file, not audio\n" * 20)
+    # Digital silence; a sine driven 3x past full scale and clipped.
+    sf.write(raw / "classical/classical.00094.wav", np.zeros(4 * SR, np.float32), SR)
+    clipped = np.clip(_tone(4.0, 200.0, seed=5, amp=3.0), -1.0, 1.0)
+    sf.write(raw / "rock/rock.00095.wav", clipped, SR, subtype="PCM_16")
+    # Stereo 44.1 kHz: valid (resampling and down-mix happen later).
+    stereo = np.stack([_tone(5.0, 440.0, 7, sr=44100), _tone(5.0, 550.0, 8, sr=44100)], axis=1)
+    sf.write(raw / "blues/blues.00096.wav", stereo, 44100, subtype="PCM_16")
+    # Duplicate: rock.00000's audio re-encoded as float WAV (different bytes, same samples).
+    same, _ = sf.read(raw / "rock/rock.00000.wav", dtype="float32")
+    sf.write(raw / "rock/rock.00097.wav", same, SR, subtype="FLOAT")
+    # A genre folder that is not configured.
+    (raw / "polka").mkdir()
+    sf.write(raw / "polka/polka.00000.wav", _tone(4.0, 600.0, seed=3), SR, subtype="PCM_16")
+    _write_manifest(root)
+
+
+def make_params(max_share: float) -> Params:
+    return Params(
+        data=DataParams(source="local", genres=GENRES),
+        validate=ValidateParams(
+            max_quarantine_share=max_share, split=SplitParams(scheme="stratified")
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("planted")
+    build_raw(root)
+    layout = Layout.from_root(root)
+    before = _tree_hashes(layout.raw_dir)
+    summary = validate(make_params(0.5), layout, progress=False)
+    return layout, summary, before
+
+
+def test_each_planted_fault_gets_its_reason(planted) -> None:
+    layout, _, _ = planted
+    clips = pd.read_csv(layout.validation_reports / "clips.csv", keep_default_na=False)
+    by_path = clips.set_index("path")
+    for rel, (status, reason) in EXPECTED.items():
+        row = by_path.loc[f"data/raw/{rel}"]
+        assert row["status"] == status, (rel, row["reason"])
+        assert reason in row["reason"], (rel, row["reason"])
+    # The truncated clip is 4 s long: the header check alone caught it.
+    assert by_path.loc["data/raw/classical/classical.00091.wav", "reason"].count(";") == 0
+    # The original of the duplicate stays.
+    assert by_path.loc["data/raw/rock/rock.00000.wav", "status"] == "accepted"
+    # The clipped share, measured independently of the stage.
+    wave, _ = sf.read(layout.root / "data/raw/rock/rock.00095.wav", dtype="float32")
+    share = np.mean(np.abs(wave) >= 0.999)
+    assert by_path.loc["data/raw/rock/rock.00095.wav", "reason"] == (
+        f"clipped: {100 * share:.1f}% of samples at full scale > 1%"
+    )
+
+
+def test_quarantine_csv_lists_exactly_the_faults(planted) -> None:
+    layout, summary, _ = planted
+    q = pd.read_csv(layout.validation_reports / "quarantine.csv")
+    assert list(q.columns[:4]) == ["path", "genre", "track_id", "reason"]
+    expected = {f"data/raw/{r}" for r, (s, _) in EXPECTED.items() if s == "quarantined"}
+    assert set(q["path"]) == expected
+    assert (q["status"] == "quarantined").all()
+    assert summary.n_quarantined == len(expected) == 8
+    assert summary.n_files == 21 and summary.n_accepted == 13 and summary.n_excluded == 0
+
+
+def test_validated_manifest_excludes_faults_and_keeps_stereo(planted) -> None:
+    layout, _, _ = planted
+    m = pd.read_csv(layout.validated_manifest)
+    bad = {f"data/raw/{r}" for r, (s, _) in EXPECTED.items() if s == "quarantined"}
+    assert not bad & set(m["path"])
+    assert list(m["path"]) == sorted(m["path"])
+    stereo = m.set_index("path").loc["data/raw/blues/blues.00096.wav"]
+    assert (stereo["sample_rate"], stereo["channels"]) == (44100, 2)
+    assert set(m["split"]) == {"train", "val", "test"}
+    for col in ("path", "genre", "track_id", "split", "duration_s", "sample_rate", "sha256"):
+        assert col in m.columns
+
+
+def test_raw_files_are_untouched(planted) -> None:
+    layout, _, before = planted
+    assert _tree_hashes(layout.raw_dir) == before
+
+
+def test_share_threshold_fails_with_files_named(tmp_path: Path) -> None:
+    build_raw(tmp_path)
+    layout = Layout.from_root(tmp_path)
+    before = _tree_hashes(layout.raw_dir)
+    # A stale manifest from an earlier successful run must not survive a failed one.
+    layout.validated_manifest.parent.mkdir(parents=True)
+    layout.validated_manifest.write_text("path,genre,track_id,split\n")
+    with pytest.raises(ValidationFailed) as info:
+        validate(make_params(0.1), layout, progress=False, workers=1)
+    message = str(info.value)
+    assert "8 of 21 files quarantined (38.1%)" in message
+    assert "max_quarantine_share (10.0%)" in message
+    assert "data/raw/blues/blues.00090.wav: not decodable audio" in message
+    assert "quarantine.csv" in message
+    assert not layout.validated_manifest.exists()
+    # The reports that help fix the data are still written.
+    reports = layout.validation_reports
+    assert len(pd.read_csv(reports / "quarantine.csv")) == 8
+    assert (reports / "gx_result.json").is_file()
+    assert (reports / "data_docs" / "index.html").is_file()
+    assert _tree_hashes(layout.raw_dir) == before
