@@ -20,18 +20,14 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from genreflow.config import ConfigError
 
     types: list[type[BaseException]] = [ConfigError, AudioDecodeError, FileNotFoundError]
-    try:
-        from genreflow.validation import ValidationFailed
+    from genreflow.validation import ValidationFailed
 
-        types.append(ValidationFailed)
-    except ImportError:  # pragma: no cover - validation always ships; defensive for partial installs
-        pass
-    try:
-        from genreflow.sources import FetchError
+    types.append(ValidationFailed)
+    from genreflow.sources.archive import UnsafeArchiveError, UnsupportedArchiveError
+    from genreflow.sources.download import DownloadError
+    from genreflow.sources.local import SourceError
 
-        types.append(FetchError)
-    except ImportError:  # pragma: no cover
-        pass
+    types += [SourceError, DownloadError, UnsafeArchiveError, UnsupportedArchiveError]
     return tuple(types)
 
 

@@ -1,0 +1,5 @@
+"""Getting the corpus: synthetic, a local GTZAN copy, or a verified download."""
+
+from genreflow.sources.fetch import fetch
+
+__all__ = ["fetch"]
