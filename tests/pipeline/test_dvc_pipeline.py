@@ -137,8 +137,8 @@ def test_mlflow_holds_both_runs_versions_and_champion(repo, first_run):
     assert {"cnn", "crnn"} <= set(by_arch)
     for arch, section in (("cnn", "train_cnn"), ("crnn", "train_lstm")):
         run = by_arch[arch]
-        assert run.data.params[f"{section}.epochs"] == "2"
-        assert run.data.tags.get("DVC_STAGE") == section
+        assert run.data.params["epochs"] == "2" and run.data.params["section"] == section
+        assert run.data.tags.get("dvc_stage") == section
         history = client.get_metric_history(run.info.run_id, "val_clip_accuracy")
         assert sorted(m.step for m in history) == [1, 2]
     versions = client.search_model_versions("name='genre-classifier'")
@@ -173,7 +173,7 @@ def test_no_train_serve_skew_for_the_champion(repo, first_run):
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     arch = client.get_model_version_by_alias("genre-classifier", "champion").tags["arch"]
-    served = mlflow.pytorch.load_model("models:/genre-classifier@champion").eval()
+    served = mlflow.pytorch.load_model("models:/genre-classifier@champion")  # exported, eval
 
     store = FeatureStore.load(repo / "data/features")
     features, _, track_ids = store.split("test")
@@ -188,6 +188,14 @@ def test_no_train_serve_skew_for_the_champion(repo, first_run):
         with torch.inference_mode():
             served_logits = served(wave[None]).numpy()
         assert int(np.argmax(served_logits)) == int(feature_path[track]), track
+
+    # a clip of exactly one segment is served too (the export must not freeze >= 2 segments)
+    from genreflow.features.frontend import LogMelFrontend
+
+    one = wave[: store.feature_params.segment_samples]
+    expected = classifier(LogMelFrontend(store.feature_params).segments(one))
+    with torch.inference_mode():
+        assert torch.allclose(served(one[None]), expected.mean(0, keepdim=True), atol=1e-4)
 
 
 def test_lstm_param_change_reruns_only_train_lstm_and_evaluate(repo, first_run):
