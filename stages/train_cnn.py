@@ -1,4 +1,4 @@
-"""DVC stage ``train_cnn``: params ``train_cnn`` (+ ``seed``) -> ``models/cnn/`` and an MLflow run."""
+"""DVC stage ``train_cnn``: params ``train_cnn`` (+ ``seed``) -> ``models/cnn/``, an MLflow run."""
 
 from genreflow.config import load_params
 from genreflow.paths import Layout

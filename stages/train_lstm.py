@@ -1,4 +1,6 @@
-"""DVC stage ``train_lstm``: params ``train_lstm`` (+ ``seed``) -> ``models/crnn/`` and an MLflow run."""
+"""DVC stage ``train_lstm``: params ``train_lstm`` (+ ``seed``) -> ``models/crnn/``.
+
+Also one MLflow run with the CNN-LSTM's params, per-epoch metrics and the logged model."""
 
 from genreflow.config import load_params
 from genreflow.paths import Layout

@@ -33,6 +33,7 @@ RootOption = Annotated[
         "--root", help="Repository root (default: the nearest directory holding dvc.yaml)."
     ),
 ]
+NAME_HELP = "Registered model (default: params evaluate.registered_model)."
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Hide progress bars.")]
 
 
@@ -93,7 +94,9 @@ def spectrogramize(root: RootOption = None, quiet: QuietOption = False) -> None:
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Argument(help="cnn (params train_cnn) or crnn (params train_lstm).")],
+    model: Annotated[
+        str, typer.Argument(help="cnn (params train_cnn) or crnn (params train_lstm).")
+    ],
     root: RootOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -126,9 +129,7 @@ def evaluate(root: RootOption = None, quiet: QuietOption = False) -> None:
 @app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="Registered model version to make champion.")],
-    name: Annotated[
-        str | None, typer.Option(help="Registered model (default: params evaluate.registered_model).")
-    ] = None,
+    name: Annotated[str | None, typer.Option(help=NAME_HELP)] = None,
     root: RootOption = None,
 ) -> None:
     """Point the `champion` alias at VERSION by hand (the old champion is remembered)."""
@@ -146,9 +147,7 @@ def promote(
 
 @app.command()
 def rollback(
-    name: Annotated[
-        str | None, typer.Option(help="Registered model (default: params evaluate.registered_model).")
-    ] = None,
+    name: Annotated[str | None, typer.Option(help=NAME_HELP)] = None,
     root: RootOption = None,
 ) -> None:
     """Move `champion` back to the previous champion version."""
@@ -162,6 +161,29 @@ def rollback(
         typer.echo(str(result))
 
     _run("rollback", go)
+
+
+@app.command()
+def predict(
+    files: Annotated[list[Path], typer.Argument(help="Audio files (wav, au, flac, ogg, mp3).")],
+    model_uri: Annotated[
+        str, typer.Option(help="MLflow model URI; default the registry's champion.")
+    ] = "models:/genre-classifier@champion",
+    top: Annotated[int, typer.Option(help="How many genres to show per file.")] = 3,
+    root: RootOption = None,
+) -> None:
+    """Predict the genre of audio files with the champion (or any logged) model."""
+    from genreflow.inference import predict_files
+    from genreflow.paths import Layout
+    from genreflow.tracking import set_tracking
+
+    def go() -> None:
+        set_tracking(Layout.from_root(root))
+        for p in predict_files(files, model_uri):
+            best = ", ".join(f"{g} {v:.2f}" for g, v in list(p.probabilities.items())[:top])
+            typer.echo(f"{p.path}\t{p.genre}\t({best})")
+
+    _run("predict", go)
 
 
 @app.command()

@@ -38,8 +38,13 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+def is_user_error(exc: BaseException) -> bool:
+    """Errors a user can act on from the message alone (MLflow's say what is missing)."""
+    return isinstance(exc, user_error_types()) or type(exc).__name__ == "MlflowException"
+
+
 def fail(stage: str, exc: BaseException) -> NoReturn:
-    if not isinstance(exc, user_error_types()) or os.environ.get("GENREFLOW_DEBUG"):
+    if not is_user_error(exc) or os.environ.get("GENREFLOW_DEBUG"):
         traceback.print_exception(exc)
     print(f"genreflow {stage}: error: {exc}", file=sys.stderr)
     raise SystemExit(1)

@@ -124,7 +124,7 @@ def test_repro_runs_all_six_stages_and_writes_outputs(repo, first_run):
         assert metrics[arch]["accuracy_ci95_low"] <= metrics[arch]["accuracy"]
     # the tracking store is the absolute sqlite file at the copy's root
     assert (repo / "mlflow.db").is_file()
-    assert not (REPO / "data/raw").exists() or REPO != repo
+    assert not (REPO / "data/raw").exists() or repo != REPO
 
 
 def test_mlflow_holds_both_runs_versions_and_champion(repo, first_run):
@@ -196,6 +196,25 @@ def test_no_train_serve_skew_for_the_champion(repo, first_run):
     expected = classifier(LogMelFrontend(store.feature_params).segments(one))
     with torch.inference_mode():
         assert torch.allclose(served(one[None]), expected.mean(0, keepdim=True), atol=1e-4)
+
+
+def test_predict_command_uses_the_champion(repo, first_run):
+    validated = pd.read_csv(repo / "data/validated/manifest.csv")
+    clip = validated[validated["split"] == "test"]["path"].iloc[0]
+    proc = subprocess.run(
+        [str(VENV_BIN / "genreflow"), "predict", clip, "--top", "2"],
+        cwd=repo, capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    path, genre, _ = proc.stdout.strip().splitlines()[-1].split("\t")
+    assert path == clip and genre in yaml.safe_load((repo / "params.yaml").read_text())[
+        "data"]["genres"]
+    missing = subprocess.run(
+        [str(VENV_BIN / "genreflow"), "predict", "no/such.wav"],
+        cwd=repo, capture_output=True, text=True, timeout=300,
+    )
+    assert missing.returncode == 1 and "no/such.wav: file not found" in missing.stderr
 
 
 def test_lstm_param_change_reruns_only_train_lstm_and_evaluate(repo, first_run):

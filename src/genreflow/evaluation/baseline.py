@@ -12,6 +12,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from genreflow.features.store import FeatureStore
 
@@ -63,7 +64,9 @@ def fit_baseline(X_train: np.ndarray, y_train: np.ndarray, seed: int) -> Pipelin
             ("logreg", LogisticRegression(C=1.0, max_iter=_MAX_ITER, random_state=seed)),
         ]
     )
-    return model.fit(X_train, y_train)
+    # One BLAS thread: on small problems threaded OpenBLAS is far slower than serial here.
+    with threadpool_limits(1):
+        return model.fit(X_train, y_train)
 
 
 def _clip_labels(ids: np.ndarray, seg_ids: np.ndarray, seg_labels: np.ndarray) -> np.ndarray:

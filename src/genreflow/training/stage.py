@@ -205,7 +205,11 @@ def log_serving_model(
             input_example=example,
             serialization_format="pt2",
             pip_requirements=requirements,  # skips a slow requirement-inference subprocess
-            metadata={"genres": list(genres), "sample_rate": feature_params.sample_rate},
+            metadata={
+                "genres": list(genres),
+                "sample_rate": feature_params.sample_rate,
+                "segment_samples": feature_params.segment_samples,
+            },
         )
 
 
