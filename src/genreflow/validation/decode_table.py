@@ -20,12 +20,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from genreflow.audio import AudioDecodeError, read_audio, to_mono
+from genreflow.sources.manifest import MANIFEST_COLUMNS
 from genreflow.validation.container import truncation_reason
 
 #: |sample| at or above this share of full scale counts as clipped.
 CLIP_LEVEL = 0.999
 
-MANIFEST_COLUMNS = ("path", "genre", "track_id", "bytes", "sha256")
 
 #: Columns of the table, in order (manifest columns first).
 TABLE_COLUMNS = (
