@@ -52,6 +52,7 @@ def test_store_matches_the_frontend_and_keeps_splits_per_track(layout):
     assert store.features.dtype == np.float16
     assert store.features.shape[1:] == (FP.n_mels, FP.segment_frames)
     assert list(meta["shape"]) == list(store.features.shape)
+    assert len(meta["content_sha256"]) == 64
     assert store.genres == GENRES
     # every track's segments share one split and one label
     per_track = store.index.groupby("track_id").agg({"split": "nunique", "label": "nunique"})
@@ -81,6 +82,15 @@ def test_parallel_equals_serial(layout, tmp_path):
         figures=False,
     )
     assert np.array_equal(parallel, np.load(layout.features_dir / "segments.npy"))
+
+
+def test_content_digest_changes_with_the_features(layout):
+    first = spectrogramize(FP, GENRES, layout, progress=False, figures=False)
+    again = spectrogramize(FP, GENRES, layout, progress=False, figures=False)
+    assert first["content_sha256"] == again["content_sha256"]
+    other = FeatureParams(**{**FP.__dict__, "f_max": 3000.0})
+    changed = spectrogramize(other, GENRES, layout, progress=False, figures=False)
+    assert changed["content_sha256"] != first["content_sha256"]
 
 
 def test_undecodable_file_fails_naming_it_and_leaves_no_store(layout):

@@ -78,6 +78,13 @@ def read_validated_manifest(path: Path) -> pd.DataFrame:
     return frame
 
 
+def content_digest(segments: np.ndarray, index: pd.DataFrame) -> str:
+    """sha256 over the segment bytes and the index rows."""
+    digest = hashlib.sha256(np.ascontiguousarray(segments).view(np.uint8).data)
+    digest.update(index.to_csv(index=False).encode())
+    return digest.hexdigest()
+
+
 def spectrogramize(
     params: FeatureParams,
     genres: Sequence[str],
@@ -124,6 +131,9 @@ def spectrogramize(
         "n_tracks": {s: int((manifest["split"] == s).sum()) for s in ("train", "val", "test")},
         "n_segments": {s: int((index["split"] == s).sum()) for s in ("train", "val", "test")},
         "validated_manifest_sha256": manifest_sha,
+        # Identity of the stored content: a resumable training checkpoint is only reused
+        # for exactly these features.
+        "content_sha256": content_digest(segments, index),
     }
     with atomic_dir(layout.features_dir) as tmp:
         np.save(tmp / SEGMENTS_FILE, segments)

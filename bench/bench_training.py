@@ -1,0 +1,130 @@
+"""Training throughput of both classifiers through the real training loop.
+
+Random features shaped like the default store (96 mels x 130 frames, float16) with a
+realistic split (~2500 train, ~840 val segments of 7-segment clips). Everything runs
+through ``train_classifier`` itself (the same code path the stages use), and reports
+
+- train segments/second: the training passes alone (``EpochMetrics.train_seconds``),
+  epoch 1 excluded as warm-up (allocator, oneDNN/cuDNN autotuning), and
+- seconds per full epoch (train + val + checkpoint),
+
+on whatever :func:`select_device` picks (CPU here; on CUDA the same loop with bf16).
+GPU goal: >= 25,000 segments/s for the CNN on an H100; measure it with enough batches per
+epoch to time, e.g. ``--arch cnn --batch-size 256 --n-train 50000 --epochs 3``.
+
+    .venv/bin/python bench/bench_training.py                 # both models, defaults below
+    .venv/bin/python bench/bench_training.py --arch cnn --epochs 4 --batch-size 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genreflow.config import AugmentParams, FeatureParams, TrainParams
+from genreflow.features.store import FeatureStore
+from genreflow.models import build_classifier
+from genreflow.training.loop import select_device, train_classifier
+
+SEGMENTS_PER_CLIP = 7
+# the widths, schedule and augmentation suggested for params.yaml (train_cnn / train_lstm)
+AUGMENT = AugmentParams(
+    freq_masks=1, freq_mask_width=8, time_masks=1, time_mask_width=16, random_crop_frames=8
+)
+ARCH_DEFAULTS = {
+    "cnn": {
+        "lr": 0.01,
+        "channels": (16, 32, 64, 128, 256),
+        "dense": (512, 256, 128, 64),
+    },
+    "crnn": {
+        "lr": 0.02,
+        "batch_norm": True,
+        "channels": (16, 32, 64, 64),
+        "dense": (),
+        "lstm_hidden": 64,
+    },
+}
+
+
+def random_store(n_train: int, n_val: int, n_mels: int, n_frames: int, seed: int) -> FeatureStore:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for split, n in (("train", n_train), ("val", n_val)):
+        n_clips = -(-n // SEGMENTS_PER_CLIP)
+        for c in range(n_clips):
+            label = c % 10
+            for s in range(SEGMENTS_PER_CLIP):
+                rows.append((f"{split}{c:05d}", f"g{label}", label, split, s, ""))
+    index = pd.DataFrame(rows, columns=["track_id", "genre", "label", "split", "segment", "path"])
+    feats = rng.standard_normal((len(index), n_mels, n_frames), dtype=np.float32)
+    feats = (feats * 15.0 - 40.0).astype(np.float16)
+    fp = dataclasses.asdict(FeatureParams(n_mels=n_mels))
+    return FeatureStore(feats, index, {"features": fp, "genres": [f"g{i}" for i in range(10)]})
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", choices=["cnn", "crnn", "both"], default="both")
+    ap.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--n-train", type=int, default=2520)
+    ap.add_argument("--n-val", type=int, default=840)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+
+    store = random_store(args.n_train, args.n_val, 96, 130, seed=0)
+    archs = ["cnn", "crnn"] if args.arch == "both" else [args.arch]
+    device = select_device()
+    results = []
+    for arch in archs:
+        params = TrainParams(
+            arch=arch,
+            epochs=args.epochs + 1,  # + the warm-up epoch
+            batch_size=args.batch_size,
+            num_threads=args.threads,
+            lr_schedule="cosine",
+            augment=AUGMENT,
+            **ARCH_DEFAULTS[arch],
+        )
+        model = build_classifier(params, 96, 130, 10)
+        with tempfile.TemporaryDirectory() as tmp:
+            res = train_classifier(
+                model, store, params, seed=0, checkpoint_path=Path(tmp) / "ckpt.pt", progress=False
+            )
+        timed = res.history[1:] or res.history
+        seg_s = sum(h.train_segments for h in timed) / sum(h.train_seconds for h in timed)
+        epoch_s = [round(h.seconds, 2) for h in res.history]
+        n_params = sum(p.numel() for p in model.parameters())
+        row = {
+            "arch": arch,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "batch_size": args.batch_size,
+            "n_train": args.n_train,
+            "n_val": args.n_val,
+            "params": n_params,
+            "train_segments_per_s": round(seg_s, 1),
+            "epoch_seconds": epoch_s,
+            "channels": list(params.channels),
+            "dense": list(params.dense),
+        }
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

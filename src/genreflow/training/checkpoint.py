@@ -1,0 +1,107 @@
+"""Resumable training checkpoints: atomic writes, safe loads, RNG capture.
+
+DVC 3 has no checkpoint support, so the training stages keep this file as a ``persist: true``
+output. Everything needed for a bit-identical continuation lives in it: weights, optimizer
+and scheduler state, every RNG, the history and the best-so-far state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genreflow.atomic import atomic_path
+
+CHECKPOINT_FORMAT = "genreflow-train-checkpoint/1"
+REQUIRED_KEYS = (
+    "format",
+    "config_hash",
+    "epoch",
+    "finished",
+    "model",
+    "optimizer",
+    "rng",
+    "history",
+    "best_state",
+    "best_score",
+    "best_epoch",
+    "patience_counter",
+    "stopped_early",
+)
+
+
+class CheckpointError(RuntimeError):
+    """The checkpoint file exists but cannot be used; the message names file and reason."""
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Stable hash of the training configuration (JSON with sorted keys)."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` atomically: a kill mid-write leaves the previous checkpoint intact."""
+    with atomic_path(Path(path)) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint dict, ``None`` when there is none, :class:`CheckpointError` when broken."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, garbage bytes, unpickling refusals, ...
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a genreflow training checkpoint")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing}")
+    return state
+
+
+def capture_rng(generator: torch.Generator) -> dict[str, Any]:
+    """Every RNG the loop draws from: torch (CPU, CUDA), the batch generator, numpy, python."""
+    np_state = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+        "numpy": (
+            np_state[0],
+            torch.from_numpy(np_state[1].astype(np.int64)),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and generator.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(generator.device)
+    return state
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(_as_tuple(state["python"]))
+    if "cuda" in state and generator.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], generator.device)
+
+
+def _as_tuple(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_as_tuple(v) for v in value)
+    return value

@@ -1,0 +1,475 @@
+"""The one training loop shared by ``train_cnn`` and ``train_lstm``.
+
+Design choices, and why:
+
+- The training split stays resident on the device as one tensor (float16 on CUDA, float32
+  on CPU) and batches are gathered with a device-side permutation, so an epoch needs no host
+  work per batch and no DataLoader; the GPU is never starved by Python.
+- Every random draw comes from the single ``seed``: initial weights are re-drawn here, the
+  batch order and augmentation use one explicit generator, dropout the global torch RNG.
+  All of it is checkpointed each epoch, so a killed run resumes to bit-identical weights (CPU).
+- The best epoch is chosen by clip-level validation accuracy (mean of each clip's segment
+  logits), the decision that evaluation and serving actually make.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from genreflow.config import TrainParams, to_dict
+from genreflow.features.store import FeatureStore
+from genreflow.training.augment import augment_batch, mixup, one_hot
+from genreflow.training.checkpoint import (
+    CheckpointError,
+    capture_rng,
+    config_hash,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from genreflow.training.clip_metrics import clip_accuracy
+
+log = logging.getLogger(__name__)
+
+EVAL_BATCH = 512
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float  # segment level
+    val_clip_accuracy: float
+    lr: float
+    seconds: float  # the whole epoch: training pass, validation, checkpoint
+    train_seconds: float = 0.0  # the training pass alone (throughput = segments / this)
+    train_segments: int = 0  # segments seen by the training pass (ragged tail dropped)
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_val_clip_accuracy: float
+    history: list[EpochMetrics]
+    stopped_early: bool
+    resumed_from_epoch: int | None
+
+
+def select_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def reset_weights(module: nn.Module) -> None:
+    """Re-draw the initial weights from the (just seeded) global RNG.
+
+    Uses the classifier's own ``reset_parameters`` (its chosen init) when it has one, else
+    each layer's default.
+    """
+    if hasattr(module, "reset_parameters"):
+        module.reset_parameters()
+        return
+    for m in module.modules():
+        if m is not module and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+
+
+def input_stats(features: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
+    """Mean and std of all dB values, accumulated in float64 chunk by chunk."""
+    total = sq = 0.0
+    count = 0
+    for start in range(0, len(features), chunk):
+        block = np.asarray(features[start : start + chunk], dtype=np.float64)
+        total += float(block.sum())
+        sq += float(np.square(block).sum())
+        count += block.size
+    mean = total / count
+    std = max((sq / count - mean**2) ** 0.5, 1e-6)
+    return mean, std
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    if device.type == "cuda" and enabled:
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _make_optimizer(
+    classifier: nn.Module, params: TrainParams, device: torch.device
+) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        classifier.parameters(),
+        lr=params.lr,
+        momentum=params.momentum,
+        weight_decay=params.weight_decay,
+        fused=device.type == "cuda",
+    )
+
+
+def _make_scheduler(
+    optimizer: torch.optim.Optimizer, params: TrainParams
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if params.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(params.epochs, 1))
+    if params.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=max(params.lr_step_epochs, 1), gamma=params.lr_step_gamma
+        )
+    return None
+
+
+@dataclass
+class _Split:
+    x: torch.Tensor  # (N, n_mels, frames), resident on the device
+    y: torch.Tensor  # (N,) int64
+    labels: np.ndarray
+    track_ids: np.ndarray
+
+
+def _load_split(store: FeatureStore, name: str, device: torch.device) -> tuple[_Split, np.ndarray]:
+    """The split resident on ``device``, plus its host features (for input statistics)."""
+    x, y, ids = store.split(name)
+    if len(x) == 0:
+        raise ValueError(f"feature store has no '{name}' segments; cannot train without them")
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    split = _Split(
+        x=torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=dtype),
+        y=torch.from_numpy(y).to(device),
+        labels=y,
+        track_ids=ids,
+    )
+    return split, x
+
+
+def _segments_per_epoch(n: int, batch_size: int) -> int:
+    """Whole batches only: static shapes, and never a BatchNorm batch of one."""
+    bs = min(batch_size, n)
+    return (n // bs) * bs
+
+
+def _train_epoch(
+    classifier: nn.Module,
+    train: _Split,
+    params: TrainParams,
+    optimizer: torch.optim.Optimizer,
+    gen: torch.Generator,
+    n_classes: int,
+) -> tuple[float, float]:
+    """One pass over the shuffled training split; returns (mean loss, accuracy)."""
+    classifier.train()
+    device = train.x.device
+    n = train.x.shape[0]
+    bs = min(params.batch_size, n)
+    n_batches = _segments_per_epoch(n, bs) // bs
+    perm = torch.randperm(n, generator=gen, device=device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    alpha = params.augment.mixup_alpha
+    for i in range(n_batches):
+        idx = perm[i * bs : (i + 1) * bs]
+        xb = augment_batch(train.x[idx].float(), params.augment, gen)
+        yb = train.y[idx]
+        target: torch.Tensor = yb
+        if alpha > 0:
+            xb, target = mixup(xb, one_hot(yb, n_classes), alpha, gen)
+        with _autocast(device, params.mixed_precision):
+            logits = classifier(xb)
+        loss = F.cross_entropy(logits.float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach()
+        correct += (logits.detach().argmax(dim=1) == yb).sum()
+    return loss_sum.item() / n_batches, correct.item() / (n_batches * bs)
+
+
+@torch.no_grad()
+def _evaluate(classifier: nn.Module, split: _Split) -> tuple[float, float, float]:
+    """(segment loss, segment accuracy, clip accuracy) in float32, eval mode."""
+    classifier.eval()
+    logits = torch.cat(
+        [
+            classifier(split.x[i : i + EVAL_BATCH].float())
+            for i in range(0, split.x.shape[0], EVAL_BATCH)
+        ]
+    ).float()
+    loss = F.cross_entropy(logits, split.y).item()
+    seg_logits = logits.cpu().numpy()
+    seg_acc = float((seg_logits.argmax(axis=1) == split.labels).mean())
+    return loss, seg_acc, clip_accuracy(seg_logits, split.labels, split.track_ids)
+
+
+def predict_segments(
+    classifier: nn.Module,
+    features: np.ndarray,
+    device: torch.device | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Segment logits ``(N, n_classes)`` float32 for ``(N, n_mels, frames)`` dB features.
+
+    Runs where the classifier already lives unless ``device`` is given (then it moves there).
+    """
+    if device is not None:
+        classifier.to(device)
+    else:
+        device = next(classifier.parameters()).device
+    classifier.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(features), batch_size):
+            block = np.asarray(features[start : start + batch_size], dtype=np.float32)
+            out.append(classifier(torch.from_numpy(block).to(device)).float().cpu().numpy())
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(out)
+
+
+def _config(params: TrainParams, seed: int, store: FeatureStore, device: torch.device) -> dict:
+    index = store.index
+    return {
+        "params": to_dict(params),
+        "seed": seed,
+        "store_shape": list(store.features.shape),
+        "store_content": store.meta.get("content_sha256"),
+        "split_sizes": {k: int(v) for k, v in index["split"].value_counts().sort_index().items()},
+        "genres": store.genres,
+        "device": device.type,
+    }
+
+
+def _state_cpu(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def train_classifier(
+    classifier: nn.Module,
+    store: FeatureStore,
+    params: TrainParams,
+    seed: int,
+    checkpoint_path: Path,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``classifier`` on the store's train split, select by val clip accuracy.
+
+    The classifier's weights are re-initialised from ``seed`` (so results depend on the seed
+    alone) and its input statistics are set from the training split. On return it lives on
+    ``device``, in eval mode, holding the best epoch's weights.
+
+    ``checkpoint_path`` is written atomically after every epoch, *before* ``on_epoch`` runs;
+    a run resumed from it does not replay ``on_epoch`` for epochs already done (their
+    metrics are in ``TrainResult.history``).
+    """
+    checkpoint_path = Path(checkpoint_path)
+    device = device or select_device()
+    if params.num_threads > 0:
+        torch.set_num_threads(params.num_threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    if params.epochs < 1 or params.batch_size < 1:
+        raise ValueError(
+            f"epochs and batch_size must be >= 1, got {params.epochs} and {params.batch_size}"
+        )
+    train, train_host = _load_split(store, "train", device)
+    val, _ = _load_split(store, "val", device)
+    n_classes = len(store.genres)
+    mean, std = input_stats(train_host)
+    del train_host
+    chash = config_hash(_config(params, seed, store, device))
+    gen = torch.Generator(device=device)
+
+    def fresh_start() -> tuple[torch.optim.Optimizer, Any]:
+        seed_everything(seed)
+        gen.manual_seed(seed)
+        # initialise on CPU in the default layout: the draws then do not depend on the
+        # device or on a layout left over from an earlier start
+        classifier.to(device="cpu", memory_format=torch.contiguous_format)
+        reset_weights(classifier)
+        classifier.set_input_stats(mean, std)
+        # NHWC conv weights: ~1.3x faster training on CPU (oneDNN), and the layout cuDNN's
+        # bf16 tensor-core kernels want on GPU
+        classifier.to(device=device, memory_format=torch.channels_last)
+        optimizer = _make_optimizer(classifier, params, device)
+        return optimizer, _make_scheduler(optimizer, params)
+
+    optimizer, scheduler = fresh_start()
+    history: list[EpochMetrics] = []
+    best_state = _state_cpu(classifier)
+    best_score, best_epoch, patience_counter = -1.0, 0, 0
+    start_epoch, stopped_early, resumed_from = 0, False, None
+
+    ckpt = _read_checkpoint(checkpoint_path)
+    if ckpt is not None and ckpt["config_hash"] != chash:
+        log.warning(
+            "%s: checkpoint was made with a different training config; training from scratch",
+            checkpoint_path,
+        )
+        ckpt = None
+    if ckpt is not None:
+        try:
+            classifier.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(ckpt["scheduler"])
+            history = [EpochMetrics(**h) for h in ckpt["history"]]
+            best_state = dict(ckpt["best_state"])
+            best_score = float(ckpt["best_score"])
+            best_epoch = int(ckpt["best_epoch"])
+            patience_counter = int(ckpt["patience_counter"])
+            stopped_early = bool(ckpt["stopped_early"])
+            start_epoch = resumed_from = int(ckpt["epoch"])
+            restore_rng(ckpt["rng"], gen)
+        except Exception as exc:  # a structurally broken checkpoint: never crash-loop on it
+            log.warning(
+                "%s: cannot restore checkpoint (%s: %s); training from scratch and overwriting it",
+                checkpoint_path,
+                type(exc).__name__,
+                exc,
+            )
+            optimizer, scheduler = fresh_start()
+            history, best_state = [], _state_cpu(classifier)
+            best_score, best_epoch, patience_counter = -1.0, 0, 0
+            start_epoch, stopped_early, resumed_from = 0, False, None
+        else:
+            if ckpt["finished"]:
+                log.info(
+                    "%s: training already finished at epoch %d; not retraining",
+                    checkpoint_path,
+                    start_epoch,
+                )
+            else:
+                log.info("resuming from epoch %d (%s)", start_epoch, checkpoint_path)
+
+    finished = bool(ckpt is not None and resumed_from is not None and ckpt["finished"])
+    bar = tqdm(
+        total=params.epochs,
+        initial=start_epoch,
+        desc=f"train {params.arch}",
+        unit="epoch",
+        disable=not progress or finished,
+    )
+    try:
+        for epoch in range(start_epoch + 1, params.epochs + 1):
+            if finished:
+                break
+            t0 = time.perf_counter()
+            lr = float(optimizer.param_groups[0]["lr"])
+            train_loss, train_acc = _train_epoch(
+                classifier, train, params, optimizer, gen, n_classes
+            )  # returns host floats, so the device is synchronised here
+            train_seconds = time.perf_counter() - t0
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(
+                    f"train {params.arch}: training loss became {train_loss} in epoch {epoch} "
+                    f"(lr {lr:g}); lower the learning rate or enable batch_norm"
+                )
+            val_loss, val_acc, val_clip = _evaluate(classifier, val)
+            if scheduler is not None:
+                scheduler.step()
+            metrics = EpochMetrics(
+                epoch=epoch,
+                train_loss=train_loss,
+                train_accuracy=train_acc,
+                val_loss=val_loss,
+                val_accuracy=val_acc,
+                val_clip_accuracy=val_clip,
+                lr=lr,
+                seconds=0.0,
+                train_seconds=train_seconds,
+                train_segments=_segments_per_epoch(train.x.shape[0], params.batch_size),
+            )
+            history.append(metrics)
+            if val_clip > best_score:
+                best_score, best_epoch, patience_counter = val_clip, epoch, 0
+                best_state = _state_cpu(classifier)
+            else:
+                patience_counter += 1
+            stopped_early = (
+                params.early_stopping_patience > 0
+                and patience_counter >= params.early_stopping_patience
+                and epoch < params.epochs
+            )
+            finished = stopped_early or epoch == params.epochs
+            metrics.seconds = time.perf_counter() - t0  # as of the checkpoint write below
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "config_hash": chash,
+                    "epoch": epoch,
+                    "finished": finished,
+                    "model": _state_cpu(classifier),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "rng": capture_rng(gen),
+                    "history": [h.as_dict() for h in history],
+                    "best_state": best_state,
+                    "best_score": best_score,
+                    "best_epoch": best_epoch,
+                    "patience_counter": patience_counter,
+                    "stopped_early": stopped_early,
+                },
+            )
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{train_loss:.3f}",
+                acc=f"{train_acc:.3f}",
+                val_clip=f"{val_clip:.3f}",
+                best=f"{best_score:.3f}",
+            )
+            if on_epoch is not None:
+                on_epoch(metrics)
+            if stopped_early:
+                log.info(
+                    "early stopping after epoch %d: no val clip accuracy gain for %d epochs",
+                    epoch,
+                    patience_counter,
+                )
+                break
+    finally:
+        bar.close()
+
+    classifier.load_state_dict(best_state)
+    classifier.to(device).eval()
+    return TrainResult(
+        best_epoch=best_epoch,
+        best_val_clip_accuracy=best_score,
+        history=history,
+        stopped_early=stopped_early,
+        resumed_from_epoch=resumed_from,
+    )
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any] | None:
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as exc:
+        log.warning("%s; training from scratch and overwriting it", exc)
+        return None
