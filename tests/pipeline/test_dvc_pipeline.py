@@ -59,8 +59,14 @@ def repo_files() -> list[str]:
     return [line for line in out.splitlines() if line and (REPO / line).is_file()]
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without MLflow's variables, which in-process tests (and
+    ``mlflow.set_tracking_uri`` itself) may have set: each copy must use its own mlflow.db."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+
+
 def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = clean_env()
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
     proc = subprocess.run(
@@ -130,7 +136,8 @@ def test_repro_runs_all_six_stages_and_writes_outputs(repo, first_run):
 def test_mlflow_holds_both_runs_versions_and_champion(repo, first_run):
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.get_experiment_by_name("genreflow")
     runs = client.search_runs([experiment.experiment_id])
     by_arch = {r.data.tags.get("arch"): r for r in runs}
@@ -171,6 +178,7 @@ def test_no_train_serve_skew_for_the_champion(repo, first_run):
     from genreflow.training.loop import predict_segments
 
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{repo / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     arch = client.get_model_version_by_alias("genre-classifier", "champion").tags["arch"]
     served = mlflow.pytorch.load_model("models:/genre-classifier@champion")  # exported, eval
@@ -204,7 +212,7 @@ def test_predict_command_uses_the_champion(repo, first_run):
     proc = subprocess.run(
         [str(VENV_BIN / "genreflow"), "predict", clip, "--top", "2"],
         cwd=repo, capture_output=True, text=True, timeout=300,
-        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        env=clean_env(),
     )
     assert proc.returncode == 0, proc.stderr
     path, genre, _ = proc.stdout.strip().splitlines()[-1].split("\t")
@@ -212,13 +220,13 @@ def test_predict_command_uses_the_champion(repo, first_run):
         "data"]["genres"]
     missing = subprocess.run(
         [str(VENV_BIN / "genreflow"), "predict", "no/such.wav"],
-        cwd=repo, capture_output=True, text=True, timeout=300,
+        cwd=repo, capture_output=True, text=True, timeout=300, env=clean_env(),
     )
     assert missing.returncode == 1 and "no/such.wav: file not found" in missing.stderr
 
 
 def test_lstm_param_change_reruns_only_train_lstm_and_evaluate(repo, first_run):
-    edit_params(repo, train_lstm={"lr": 0.02})
+    edit_params(repo, train_lstm={"lr": 0.005})
     assert stages_run(dvc(repo, "repro")) == {"train_lstm", "evaluate"}
 
 
