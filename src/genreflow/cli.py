@@ -7,6 +7,7 @@ one-off use outside ``dvc repro``; registry commands (``promote``, ``rollback``)
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -126,6 +127,19 @@ def evaluate(root: RootOption = None, quiet: QuietOption = False) -> None:
     _run("evaluate", go)
 
 
+def _registry_action(command: str, name: str | None, root: Path | None, action) -> None:
+    """Run ``action(registered_model_name, layout)`` against this repo's registry; print JSON."""
+    from genreflow.tracking import configure_mlflow
+
+    def go() -> None:
+        layout, params = _context(root)
+        configure_mlflow(layout, params.evaluate.experiment)
+        result = action(name or params.evaluate.registered_model, layout)
+        typer.echo(json.dumps(result, indent=2, default=str))
+
+    _run(command, go)
+
+
 @app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="Registered model version to make champion.")],
@@ -134,15 +148,8 @@ def promote(
 ) -> None:
     """Point the `champion` alias at VERSION by hand (the old champion is remembered)."""
     from genreflow.registry import promote as do_promote
-    from genreflow.tracking import configure_mlflow
 
-    def go() -> None:
-        layout, params = _context(root)
-        configure_mlflow(layout, params.evaluate.experiment)
-        result = do_promote(name or params.evaluate.registered_model, version, layout)
-        typer.echo(str(result))
-
-    _run("promote", go)
+    _registry_action("promote", name, root, lambda n, layout: do_promote(n, version, layout))
 
 
 @app.command()
@@ -152,15 +159,8 @@ def rollback(
 ) -> None:
     """Move `champion` back to the previous champion version."""
     from genreflow.registry import rollback as do_rollback
-    from genreflow.tracking import configure_mlflow
 
-    def go() -> None:
-        layout, params = _context(root)
-        configure_mlflow(layout, params.evaluate.experiment)
-        result = do_rollback(name or params.evaluate.registered_model, layout)
-        typer.echo(str(result))
-
-    _run("rollback", go)
+    _registry_action("rollback", name, root, do_rollback)
 
 
 @app.command()

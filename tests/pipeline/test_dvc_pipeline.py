@@ -225,6 +225,26 @@ def test_predict_command_uses_the_champion(repo, first_run):
     assert missing.returncode == 1 and "no/such.wav: file not found" in missing.stderr
 
 
+def test_manual_promote_and_rollback_move_the_alias(repo, first_run):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    before = client.get_model_version_by_alias("genre-classifier", "champion").version
+    other = next(
+        v.version for v in client.search_model_versions("name='genre-classifier'")
+        if v.version != before
+    )
+    cli = [str(VENV_BIN / "genreflow")]
+    run = {"cwd": repo, "capture_output": True, "text": True, "timeout": 300, "env": clean_env()}
+    promoted = subprocess.run([*cli, "promote", str(other)], **run)
+    assert promoted.returncode == 0, promoted.stderr
+    assert client.get_model_version_by_alias("genre-classifier", "champion").version == other
+    rolled = subprocess.run([*cli, "rollback"], **run)
+    assert rolled.returncode == 0, rolled.stderr
+    assert client.get_model_version_by_alias("genre-classifier", "champion").version == before
+
+
 def test_lstm_param_change_reruns_only_train_lstm_and_evaluate(repo, first_run):
     edit_params(repo, train_lstm={"lr": 0.005})
     assert stages_run(dvc(repo, "repro")) == {"train_lstm", "evaluate"}
