@@ -1,9 +1,11 @@
 """Benchmark: spectrogramize throughput vs a plain librosa reference, in one process.
 
 Both sides decode the same 30-s WAV files and compute a log-mel spectrogram with the same
-parameters (params.yaml ``features``), on the same number of worker processes, each worker
-limited to one thread. Reported as 30-s clips per second and as the ratio ours / librosa;
-absolute times on a shared machine are noise, the ratio is the result.
+parameters (params.yaml ``features``) on the same number of cores: ``--workers`` threads of
+single-threaded torch for ours (as the stage runs), ``--workers`` single-threaded processes
+for librosa (which holds the GIL, so threads would not help it). Reported as 30-s clips per
+second and as the ratio ours / librosa; absolute times on a shared machine are noise, the
+ratio is the result.
 
     .venv/bin/python bench/bench_spectrogramize.py [--clips 24] [--repeats 3] [--workers 2]
 """

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +30,6 @@ log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("path", "genre", "track_id", "split")
 
-# Per-process state for the worker pool: one front-end per worker, built once.
-_worker_frontend: LogMelFrontend | None = None
-
-
-def _init_worker(params: FeatureParams) -> None:
-    global _worker_frontend
-    torch.set_num_threads(1)  # parallelism comes from processes; threads would oversubscribe
-    _worker_frontend = LogMelFrontend(params).eval()
-
-
 def clip_segments(path: Path, frontend: LogMelFrontend) -> np.ndarray:
     """One file -> float16 ``(n_segments, n_mels, frames)``; errors name the file."""
     wave = load_mono(path, frontend.sample_rate)
@@ -47,22 +37,30 @@ def clip_segments(path: Path, frontend: LogMelFrontend) -> np.ndarray:
         return frontend.segments(wave).numpy().astype(np.float16)
 
 
-def _worker(path: str) -> np.ndarray:
-    assert _worker_frontend is not None, "worker used without _init_worker"
-    return clip_segments(Path(path), _worker_frontend)
-
-
 def _iter_segments(
     paths: Sequence[Path], params: FeatureParams, workers: int
 ) -> Iterator[np.ndarray]:
-    if workers <= 1:
-        _init_worker(params)
-        yield from (_worker(str(p)) for p in paths)
-        return
-    with ProcessPoolExecutor(
-        max_workers=workers, initializer=_init_worker, initargs=(params,)
-    ) as pool:
-        yield from pool.map(_worker, [str(p) for p in paths], chunksize=4)
+    """Segments of each file, in order, computed by ``workers`` threads.
+
+    Threads, not processes: decoding and torch's kernels release the GIL, results need no
+    pickling back to the parent, and nothing is forked from a process that may already run
+    torch's thread pool. Each thread's torch work is single-threaded meanwhile, so
+    ``workers`` is the number of cores used.
+    """
+    frontend = LogMelFrontend(params).eval()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if workers <= 1:
+            yield from (clip_segments(p, frontend) for p in paths)
+            return
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            yield from pool.map(lambda p: clip_segments(p, frontend), paths)
+        finally:  # a bad file stops the stage now, not after the rest are computed
+            pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def read_validated_manifest(path: Path) -> pd.DataFrame:
