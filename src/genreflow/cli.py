@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from genreflow.inference import CHAMPION_URI
 from genreflow.runner import fail, setup_logging
 
 app = typer.Typer(
@@ -168,7 +169,7 @@ def predict(
     files: Annotated[list[Path], typer.Argument(help="Audio files (wav, au, flac, ogg, mp3).")],
     model_uri: Annotated[
         str, typer.Option(help="MLflow model URI; default the registry's champion.")
-    ] = "models:/genre-classifier@champion",
+    ] = CHAMPION_URI,
     top: Annotated[int, typer.Option(help="How many genres to show per file.")] = 3,
     root: RootOption = None,
 ) -> None:

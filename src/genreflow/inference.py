@@ -2,6 +2,7 @@
 
 The logged model carries the log-mel front-end, so inference is: decode, down-mix and
 resample with the pipeline's own :func:`genreflow.audio.load_mono`, then one forward pass.
+Heavy imports wait until a prediction is asked for, so the CLI starts quickly.
 """
 
 from __future__ import annotations
@@ -9,10 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-
-from genreflow.audio import AudioDecodeError, load_mono
 
 CHAMPION_URI = "models:/genre-classifier@champion"
 
@@ -36,16 +33,18 @@ def model_metadata(model_uri: str) -> tuple[list[str], int, int]:
 
 
 def predict_files(paths: Sequence[Path], model_uri: str = CHAMPION_URI) -> list[Prediction]:
-    """One :class:`Prediction` per file; an undecodable file raises naming it."""
+    """One :class:`Prediction` per file; an undecodable or empty file raises
+    :class:`~genreflow.audio.AudioDecodeError` naming it (from ``load_mono``)."""
     import mlflow
+    import torch
+
+    from genreflow.audio import load_mono
 
     genres, sample_rate, segment_samples = model_metadata(model_uri)
     model = mlflow.pytorch.load_model(model_uri)
     results = []
     for path in paths:
         wave = load_mono(path, sample_rate)
-        if wave.numel() == 0:
-            raise AudioDecodeError(path, "no samples")
         if wave.numel() < segment_samples:  # the exported graph needs one whole segment
             wave = torch.nn.functional.pad(wave, (0, segment_samples - wave.numel()))
         with torch.inference_mode():
