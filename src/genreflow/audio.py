@@ -9,8 +9,10 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from genreflow.errors import GenreflowError
 
-class AudioDecodeError(RuntimeError):
+
+class AudioDecodeError(GenreflowError, RuntimeError):
     """A file that cannot be decoded; the message names the file and the reason."""
 
     def __init__(self, path: Path | str, reason: str) -> None:

@@ -15,6 +15,8 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from genreflow.errors import GenreflowError
+
 GTZAN_GENRES: tuple[str, ...] = (
     "blues",
     "classical",
@@ -29,7 +31,7 @@ GTZAN_GENRES: tuple[str, ...] = (
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(GenreflowError, ValueError):
     """Raised when ``params.yaml`` is missing a section or holds an unknown or ill-typed key."""
 
 

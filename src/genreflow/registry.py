@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from genreflow.errors import GenreflowError
 from genreflow.paths import Layout
 from genreflow.tracking import set_tracking
 
@@ -59,7 +60,7 @@ ALREADY_CHAMPION = "already-champion"
 _SCORE_TOLERANCE = 1e-9  # accuracy differences below this are ties (float noise)
 
 
-class RegistryError(RuntimeError):
+class RegistryError(GenreflowError, RuntimeError):
     """A registry operation cannot be carried out; the message says why and what to do."""
 
 

@@ -16,19 +16,13 @@ from typing import NoReturn
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    from genreflow.audio import AudioDecodeError
-    from genreflow.config import ConfigError
+    """Every error a user can act on from its message: genreflow's own, a missing input file,
+    and MLflow's (which name the run, model or store at fault)."""
+    from mlflow.exceptions import MlflowException
 
-    types: list[type[BaseException]] = [ConfigError, AudioDecodeError, FileNotFoundError]
-    from genreflow.validation import ValidationFailed
+    from genreflow.errors import GenreflowError
 
-    types.append(ValidationFailed)
-    from genreflow.sources.archive import UnsafeArchiveError, UnsupportedArchiveError
-    from genreflow.sources.download import DownloadError
-    from genreflow.sources.local import SourceError
-
-    types += [SourceError, DownloadError, UnsafeArchiveError, UnsupportedArchiveError]
-    return tuple(types)
+    return (GenreflowError, FileNotFoundError, MlflowException)
 
 
 def setup_logging() -> None:
@@ -39,8 +33,8 @@ def setup_logging() -> None:
 
 
 def is_user_error(exc: BaseException) -> bool:
-    """Errors a user can act on from the message alone (MLflow's say what is missing)."""
-    return isinstance(exc, user_error_types()) or type(exc).__name__ == "MlflowException"
+    """Errors a user can act on from the message alone (see :func:`user_error_types`)."""
+    return isinstance(exc, user_error_types())
 
 
 def fail(stage: str, exc: BaseException) -> NoReturn:

@@ -26,6 +26,7 @@ import numpy as np
 
 from genreflow.atomic import atomic_path, write_json
 from genreflow.config import Params
+from genreflow.errors import GenreflowError
 from genreflow.features.store import FeatureStore
 from genreflow.paths import Layout
 from genreflow.tracking import TAG_GIT_COMMIT, configure_mlflow, find_run, git_commit
@@ -34,7 +35,7 @@ from genreflow.training.stage import SECTIONS, model_path, read_run_info
 METRIC_PREFIX = "test_"
 
 
-class MissingRunError(RuntimeError):
+class MissingRunError(GenreflowError, RuntimeError):
     """``run.json`` names an MLflow run that the tracking store does not hold."""
 
 

@@ -24,6 +24,8 @@ from typing import IO, Literal
 
 from tqdm import tqdm
 
+from genreflow.errors import GenreflowError
+
 log = logging.getLogger(__name__)
 
 ArchiveKind = Literal["tar", "zip"]
@@ -33,7 +35,7 @@ SUPPORTED_ARCHIVES = "a directory, .tar, .tar.gz/.tgz (also .tar.bz2, .tar.xz) o
 _CHUNK = 1 << 20
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(GenreflowError, ValueError):
     """An archive member that could escape the target dir, or is not a plain file/dir."""
 
 
@@ -41,7 +43,7 @@ class ArchiveTooLargeError(UnsafeArchiveError):
     """Extraction would exceed the configured uncompressed-size limit."""
 
 
-class UnsupportedArchiveError(ValueError):
+class UnsupportedArchiveError(GenreflowError, ValueError):
     """A file that is neither a tar nor a zip archive."""
 
 

@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 from tqdm import tqdm
 
+from genreflow.errors import GenreflowError
 from genreflow.sources.manifest import sha256_file
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)", re.IGNORECASE)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(GenreflowError, RuntimeError):
     """A download that failed for good; the message names the URL and the reason."""
 
 

@@ -26,6 +26,7 @@ from typing import Literal
 
 from tqdm import tqdm
 
+from genreflow.errors import GenreflowError
 from genreflow.sources.archive import archive_kind, safe_extract
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ LAYOUTS_LOOKED_FOR = (
 )
 
 
-class SourceError(ValueError):
+class SourceError(GenreflowError, ValueError):
     """The configured local source is missing, empty or not a GTZAN layout."""
 
 

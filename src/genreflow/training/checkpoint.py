@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from genreflow.atomic import atomic_path
+from genreflow.errors import GenreflowError
 
 CHECKPOINT_FORMAT = "genreflow-train-checkpoint/1"
 REQUIRED_KEYS = (
@@ -36,7 +37,7 @@ REQUIRED_KEYS = (
 )
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(GenreflowError, RuntimeError):
     """The checkpoint file exists but cannot be used; the message names file and reason."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from genreflow.errors import GenreflowError
 
-class ValidationFailed(RuntimeError):
+
+class ValidationFailed(GenreflowError, RuntimeError):
     """The raw data is not fit to train on; the message names the files and reasons."""
