@@ -1,4 +1,4 @@
-"""The per-track split: seeded stratified split, and torchaudio's filtered GTZAN lists."""
+"""The per-track split: a seeded hash of each track id, and torchaudio's filtered GTZAN lists."""
 
 from __future__ import annotations
 
@@ -20,77 +20,107 @@ from genreflow.validation.split import (
     GTZAN_EXCLUDED_REASON,
     gtzan_split,
     resolve_scheme,
-    split_counts,
-    stratified_split,
+    split_of_track,
+    stable_split,
+    track_unit,
 )
 
 
-@pytest.mark.parametrize(
-    ("n", "val", "test", "expected"),
-    [
-        (60, 0.2, 0.2, (36, 12, 12)),
-        (100, 0.1, 0.3, (60, 10, 30)),
-        (1, 0.2, 0.2, (1, 0, 0)),
-        (2, 0.2, 0.2, (2, 0, 0)),
-        (3, 0.2, 0.2, (1, 1, 1)),
-        (5, 0.2, 0.2, (3, 1, 1)),
-        (3, 0.2, 0.0, (2, 1, 0)),
-        (4, 0.45, 0.45, (1, 1, 2)),
-    ],
-)
-def test_split_counts(n: int, val: float, test: float, expected: tuple[int, int, int]) -> None:
-    assert split_counts(n, val, test) == expected
+def _tracks(per_genre: dict[str, int]) -> list[str]:
+    return [f"{genre}.{i:05d}" for genre, n in per_genre.items() for i in range(n)]
+
+
+def test_split_rule_is_a_seeded_hash_of_the_track_id() -> None:
+    """Pin the documented rule: changing it would silently reshuffle every user's split."""
+    for track in _tracks({"blues": 30, "jazz": 30}):
+        digest = hashlib.sha256(f"7:{track}".encode()).digest()
+        u = int.from_bytes(digest[:8], "big") / 2**64
+        assert track_unit(7, track) == u
+        expected = "test" if u < 0.2 else "val" if u < 0.5 else "train"
+        assert split_of_track(track, 0.3, 0.2, seed=7) == expected
+
+
+def test_removing_any_track_moves_no_other_track() -> None:
+    # The issue's case: 2 genres x 60, one blues file quarantined. The old per-genre shuffle
+    # moved 5 of the 24 new test clips out of training.
+    tracks = _tracks({"blues": 60, "jazz": 60})
+    full = stable_split(tracks, 0.2, 0.2, seed=7)
+    for removed in tracks:
+        rest = stable_split([t for t in tracks if t != removed], 0.2, 0.2, seed=7)
+        moved = [t for t in rest if rest[t] != full[t]]
+        assert moved == [], f"removing {removed} moved {moved}"
+        assert set(rest) == set(tracks) - {removed}
+
+
+def test_adding_tracks_keeps_every_old_track_in_its_split() -> None:
+    # 60 -> 70 clips per genre: before, 7 of the 28 test clips had been training clips.
+    old = stable_split(_tracks({"blues": 60, "jazz": 60}), 0.2, 0.2, seed=7)
+    new = stable_split(_tracks({"blues": 70, "jazz": 70}), 0.2, 0.2, seed=7)
+    assert {t: new[t] for t in old} == old
+    was_training = [t for t, s in new.items() if s == "test" and old.get(t) == "train"]
+    assert was_training == []
+    # A new genre leaves the old genres alone too.
+    wider = stable_split(_tracks({"blues": 60, "jazz": 60, "rock": 60}), 0.2, 0.2, seed=7)
+    assert {t: wider[t] for t in old} == old
+
+
+def test_split_depends_on_the_seed() -> None:
+    tracks = _tracks({"blues": 60, "jazz": 60})
+    first = stable_split(tracks, 0.2, 0.2, seed=7)
+    assert stable_split(tracks, 0.2, 0.2, seed=7) == first
+    other = stable_split(tracks, 0.2, 0.2, seed=8)
+    changed = sum(first[t] != other[t] for t in tracks)
+    # Two independent draws with p = (0.6, 0.2, 0.2) disagree on 56% of tracks on average.
+    assert 0.4 * len(tracks) < changed < 0.75 * len(tracks)
+
+
+def test_realised_fractions_match_params() -> None:
+    """Proportions hold in expectation, overall and per genre (binomial spread, not exact)."""
+    genres = [f"g{k}" for k in range(10)]
+    tracks = _tracks(dict.fromkeys(genres, 200))  # 2,000 tracks
+    split = stable_split(tracks, 0.2, 0.1, seed=3)
+    table = pd.DataFrame({"genre": [t.split(".")[0] for t in tracks], "split": split.values()})
+    overall = table["split"].value_counts(normalize=True)
+    # One binomial standard deviation at n = 2000 is <= 0.009; allow about 3.
+    assert overall["train"] == pytest.approx(0.7, abs=0.03)
+    assert overall["val"] == pytest.approx(0.2, abs=0.03)
+    assert overall["test"] == pytest.approx(0.1, abs=0.03)
+    shares = table.groupby("genre")["split"].value_counts(normalize=True).unstack(fill_value=0)
+    # Per genre (n = 200) one standard deviation is <= 0.033; allow about 3.5.
+    for genre in genres:
+        assert shares.loc[genre, "train"] == pytest.approx(0.7, abs=0.115), genre
+        assert shares.loc[genre, "val"] == pytest.approx(0.2, abs=0.115), genre
+        assert shares.loc[genre, "test"] == pytest.approx(0.1, abs=0.115), genre
+
+
+def test_split_does_not_depend_on_input_order() -> None:
+    tracks = _tracks({"a": 60, "b": 60, "c": 60})
+    first = stable_split(tracks, 0.2, 0.2, seed=7)
+    shuffled = list(tracks)
+    random.Random(0).shuffle(shuffled)
+    assert stable_split(shuffled, 0.2, 0.2, seed=7) == first
+    assert stable_split(reversed(tracks), 0.2, 0.2, seed=7) == first
+    # Alone or among others, a track gets the same split.
+    assert all(stable_split([t], 0.2, 0.2, seed=7) == {t: first[t]} for t in tracks[:20])
+
+
+def test_zero_fractions_leave_their_split_empty() -> None:
+    tracks = _tracks({"a": 100})
+    assert set(stable_split(tracks, 0.0, 0.2, seed=1).values()) == {"train", "test"}
+    assert set(stable_split(tracks, 0.2, 0.0, seed=1).values()) == {"train", "val"}
+
+    # Val is carved after test, so changing val_fraction never moves a track in or out of test.
+    def test_set(val_fraction: float) -> set[str]:
+        split = stable_split(tracks, val_fraction, 0.2, seed=1)
+        return {t for t, s in split.items() if s == "test"}
+
+    assert test_set(0.1) == test_set(0.4)
 
 
 @pytest.mark.parametrize(("val", "test"), [(0.5, 0.5), (-0.1, 0.2), (0.7, 0.4)])
-def test_split_counts_rejects_bad_fractions(val: float, test: float) -> None:
+def test_stable_split_rejects_bad_fractions(val: float, test: float) -> None:
     with pytest.raises(ConfigError, match="val_fraction"):
-        split_counts(10, val, test)
-
-
-def _clips(per_genre: dict[str, int]) -> tuple[list[str], list[str]]:
-    paths, genres = [], []
-    for genre, n in per_genre.items():
-        for i in range(n):
-            paths.append(f"data/raw/{genre}/{genre}.{i:05d}.wav")
-            genres.append(genre)
-    return paths, genres
-
-
-def test_stratified_split_is_deterministic_and_order_free() -> None:
-    paths, genres = _clips({"a": 60, "b": 60, "c": 60})
-    first = stratified_split(paths, genres, 0.2, 0.2, seed=7)
-    assert stratified_split(paths, genres, 0.2, 0.2, seed=7) == first
-    pairs = list(zip(paths, genres, strict=True))
-    random.Random(0).shuffle(pairs)
-    shuffled = stratified_split([p for p, _ in pairs], [g for _, g in pairs], 0.2, 0.2, seed=7)
-    assert shuffled == first
-    other = stratified_split(paths, genres, 0.2, 0.2, seed=8)
-    assert other != first
-    # A genre's split depends only on its own clips.
-    alone = stratified_split(paths[:60], genres[:60], 0.2, 0.2, seed=7)
-    assert alone == {p: s for p, s in first.items() if p in alone}
-
-
-def test_stratified_split_proportions_per_genre() -> None:
-    paths, genres = _clips({"a": 60, "b": 50, "c": 10})
-    split = stratified_split(paths, genres, 0.2, 0.1, seed=3)
-    table = pd.DataFrame({"genre": genres, "split": [split[p] for p in paths]})
-    counts = table.groupby(["genre", "split"]).size().unstack(fill_value=0)
-    assert counts.loc["a"].to_dict() == {"test": 6, "train": 42, "val": 12}
-    assert counts.loc["b"].to_dict() == {"test": 5, "train": 35, "val": 10}
-    assert counts.loc["c"].to_dict() == {"test": 1, "train": 7, "val": 2}
-
-
-def test_stratified_split_small_genres() -> None:
-    paths, genres = _clips({"one": 1, "two": 2, "three": 3})
-    split = stratified_split(paths, genres, 0.2, 0.2, seed=0)
-    by_genre: dict[str, list[str]] = {}
-    for p, g in zip(paths, genres, strict=True):
-        by_genre.setdefault(g, []).append(split[p])
-    assert by_genre["one"] == ["train"]
-    assert "train" in by_genre["two"]
-    assert sorted(by_genre["three"]) == ["test", "train", "val"]
+        stable_split(["a.00000"], val, test, seed=0)
 
 
 def test_resolve_scheme() -> None:
@@ -221,3 +251,55 @@ def test_gtzan_scheme_rejects_data_that_is_not_gtzan(tmp_path: Path) -> None:
     )
     with pytest.raises(ValidationFailed, match="scheme: stratified"):
         validate(params, Layout.from_root(tmp_path), progress=False, workers=1)
+
+
+# ------------------------------------------------------------ stratified scheme through validate()
+def _write_raw(root: Path, per_genre: dict[str, int], folder: str, silent: str = "") -> None:
+    """``per_genre`` clips under ``data/raw/<folder>/<genre>/``; ``silent`` names one to zero."""
+    rows = []
+    for k, track in enumerate(_tracks(per_genre)):
+        genre = track.split(".")[0]
+        path = root / "data" / "raw" / folder / genre / f"{track}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        t = np.arange(int(3.5 * SR)) / SR
+        wave = 0.0 * t if track == silent else 0.3 * np.sin(2 * np.pi * (100 + 7 * k) * t)
+        sf.write(path, wave.astype(np.float32), SR, subtype="PCM_16")
+        data = path.read_bytes()
+        rows.append(
+            {
+                "path": path.relative_to(root).as_posix(),
+                "genre": genre,
+                "track_id": track,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    pd.DataFrame(rows).to_csv(root / "data" / "raw" / "manifest.csv", index=False)
+
+
+def _stratified_splits(root: Path) -> dict[str, str]:
+    params = Params(
+        data=DataParams(source="local", genres=("blues", "jazz")),
+        validate=ValidateParams(split=SplitParams(scheme="stratified")),
+    )
+    layout = Layout.from_root(root)
+    validate(params, layout, progress=False, workers=1)
+    manifest = pd.read_csv(layout.validated_manifest)
+    return dict(zip(manifest["track_id"], manifest["split"], strict=True))
+
+
+def test_quarantined_file_or_other_layout_moves_no_track_through_validate(tmp_path: Path) -> None:
+    """The issue's case end to end: 2 genres x 60, one blues file quarantined on a re-fetch that
+    also used the other GTZAN layout (other paths, same track ids)."""
+    _write_raw(tmp_path / "before", {"blues": 60, "jazz": 60}, folder="genres")
+    before = _stratified_splits(tmp_path / "before")
+    _write_raw(
+        tmp_path / "after",
+        {"blues": 60, "jazz": 60},
+        folder="Data/genres_original",
+        silent="blues.00017",
+    )
+    after = _stratified_splits(tmp_path / "after")
+    assert set(after) == set(before) - {"blues.00017"}
+    assert {t: s for t, s in before.items() if t in after} == after
+    assert set(after.values()) == {"train", "val", "test"}

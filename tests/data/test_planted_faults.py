@@ -7,6 +7,7 @@ Every fault gets its own file; the assertions name the exact reason a user would
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from pathlib import Path
 
@@ -73,6 +74,23 @@ EXPECTED = {
     "blues/blues.00096.wav": ("accepted", ""),
     "rock/rock.00097.wav": ("quarantined", "duplicate of data/raw/rock/rock.00000.wav"),
     "polka/polka.00000.wav": ("quarantined", "unknown genre 'polka' (not in data.genres)"),
+    "classical/classical.00098.wav": ("quarantined", "non-finite samples: 12 NaN, 0 ±inf"),
+    "blues/blues.00099.wav": ("quarantined", "non-finite samples: 0 NaN, 3 ±inf"),
+}
+# Float WAVs with NaN or +-inf samples: (path, expected reason, its NaN and non-finite counts).
+NONFINITE = {
+    "nan": (
+        "classical/classical.00098.wav",
+        "non-finite samples: 12 NaN, 0 ±inf (float audio with NaN/inf values)",
+        12,
+        12,
+    ),
+    "inf": (
+        "blues/blues.00099.wav",
+        "non-finite samples: 0 NaN, 3 ±inf (float audio with NaN/inf values)",
+        0,
+        3,
+    ),
 }
 
 
@@ -112,6 +130,13 @@ def build_raw(root: Path) -> None:
     # A genre folder that is not configured.
     (raw / "polka").mkdir()
     sf.write(raw / "polka/polka.00000.wav", _tone(4.0, 600.0, seed=3), SR, subtype="PCM_16")
+    # Float WAVs that decode fine but hold NaN / +-inf: a normal tone, a few samples poisoned.
+    with_nan = _tone(4.0, 260.0, seed=11)
+    with_nan[np.arange(12) * 2000 + 5] = np.nan
+    sf.write(raw / "classical/classical.00098.wav", with_nan, SR, subtype="FLOAT")
+    with_inf = _tone(4.0, 270.0, seed=12)
+    with_inf[[100, 9000, 30000]] = [np.inf, -np.inf, np.inf]
+    sf.write(raw / "blues/blues.00099.wav", with_inf, SR, subtype="FLOAT")
     _write_manifest(root)
 
 
@@ -161,8 +186,8 @@ def test_quarantine_csv_lists_exactly_the_faults(planted) -> None:
     expected = {f"data/raw/{r}" for r, (s, _) in EXPECTED.items() if s == "quarantined"}
     assert set(q["path"]) == expected
     assert (q["status"] == "quarantined").all()
-    assert summary.n_quarantined == len(expected) == 8
-    assert summary.n_files == 21 and summary.n_accepted == 13 and summary.n_excluded == 0
+    assert summary.n_quarantined == len(expected) == 10
+    assert summary.n_files == 23 and summary.n_accepted == 13 and summary.n_excluded == 0
 
 
 def test_validated_manifest_excludes_faults_and_keeps_stereo(planted) -> None:
@@ -176,6 +201,40 @@ def test_validated_manifest_excludes_faults_and_keeps_stereo(planted) -> None:
     assert set(m["split"]) == {"train", "val", "test"}
     for col in ("path", "genre", "track_id", "split", "duration_s", "sample_rate", "sha256"):
         assert col in m.columns
+
+
+@pytest.mark.parametrize("kind", sorted(NONFINITE))
+def test_nonfinite_float_audio_gets_its_own_reason(planted, kind: str) -> None:
+    layout, _, before = planted
+    rel, reason, n_nan, n_nonfinite = NONFINITE[kind]
+    path = layout.raw_dir / rel
+    # The fault really is in the file: soundfile kept the NaN / inf samples.
+    wave, _ = sf.read(path, dtype="float32")
+    assert (int(np.isnan(wave).sum()), int((~np.isfinite(wave)).sum())) == (n_nan, n_nonfinite)
+
+    clips = pd.read_csv(layout.validation_reports / "clips.csv", keep_default_na=False)
+    row = clips.set_index("path").loc[f"data/raw/{rel}"]
+    assert row["status"] == "quarantined"
+    # Its own reason and nothing else: a NaN must not read as "silent", an inf not as "clipped".
+    assert row["reason"] == reason
+    assert "silent" not in row["reason"] and "clipped" not in row["reason"]
+    assert (int(row["nan_samples"]), int(row["nonfinite_samples"])) == (n_nan, n_nonfinite)
+    # Level and clipping are measured on the finite samples: a 0.3 tone, not silence or -inf.
+    assert -15.0 < float(row["rms_dbfs"]) < -8.0 and float(row["clipping_ratio"]) == 0.0
+
+    # Great Expectations, not Python code beside it, flagged exactly the two float files.
+    gx = json.loads((layout.validation_reports / "gx_result.json").read_text())
+    flagged = [
+        item["path"]
+        for r in gx["genreflow_clips"]["results"]
+        if r["expectation_config"]["meta"]["check"] == "finite"
+        for item in r["result"]["unexpected_index_list"]
+    ]
+    assert sorted(flagged) == sorted(f"data/raw/{r}" for r, *_ in NONFINITE.values())
+    # And the raw file is byte-for-byte what the fetch stage recorded.
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before[rel]
+    manifest = pd.read_csv(layout.raw_manifest).set_index("path")
+    assert before[rel] == manifest.loc[f"data/raw/{rel}", "sha256"]
 
 
 def test_raw_files_are_untouched(planted) -> None:
@@ -193,14 +252,14 @@ def test_share_threshold_fails_with_files_named(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed) as info:
         validate(make_params(0.1), layout, progress=False, workers=1)
     message = str(info.value)
-    assert "8 of 21 files quarantined (38.1%)" in message
+    assert "10 of 23 files quarantined (43.5%)" in message
     assert "max_quarantine_share (10.0%)" in message
     assert "data/raw/blues/blues.00090.wav: not decodable audio" in message
     assert "quarantine.csv" in message
     assert not layout.validated_manifest.exists()
     # The reports that help fix the data are still written.
     reports = layout.validation_reports
-    assert len(pd.read_csv(reports / "quarantine.csv")) == 8
+    assert len(pd.read_csv(reports / "quarantine.csv")) == 10
     assert (reports / "gx_result.json").is_file()
     assert (reports / "data_docs" / "index.html").is_file()
     assert _tree_hashes(layout.raw_dir) == before

@@ -39,6 +39,8 @@ TABLE_COLUMNS = (
     "sample_rate",
     "channels",
     "frames",
+    "nonfinite_samples",
+    "nan_samples",
     "rms_dbfs",
     "clipping_ratio",
     "audio_sha256",
@@ -63,15 +65,44 @@ def audio_hash(wave: np.ndarray) -> str:
     return hashlib.sha256(mono.tobytes()).hexdigest()
 
 
+def nonfinite_counts(wave: np.ndarray) -> tuple[int, int]:
+    """``(non-finite, NaN)`` sample counts over all channels.
+
+    Only float files can hold NaN or +-inf. They decode without error but poison every feature
+    computed from them, so they are counted here and quarantined by their own expectation.
+    """
+    nan = int(np.count_nonzero(np.isnan(wave)))
+    return int(wave.size - np.count_nonzero(np.isfinite(wave))), nan
+
+
+def _finite(wave: np.ndarray) -> np.ndarray:
+    # Level and clipping are measured on finite samples only: one NaN would make the RMS NaN
+    # (and read as silence), one inf would count as clipping. The non-finite check reports them.
+    return wave[np.isfinite(wave)]
+
+
 def rms_dbfs(wave: np.ndarray) -> float:
-    """RMS level over all channels in dB relative to full scale; ``-inf`` for digital silence."""
-    rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
+    """RMS level of the finite samples in dB relative to full scale.
+
+    ``-inf`` for digital silence; ``nan`` (not measurable, so no level check fires) when no sample
+    is finite.
+    """
+    finite = _finite(wave)
+    if finite.size == 0:
+        return math.nan
+    rms = float(np.sqrt(np.mean(np.square(finite, dtype=np.float64))))
     return 20.0 * math.log10(rms) if rms > 0.0 else -math.inf
 
 
 def clipping_ratio(wave: np.ndarray) -> float:
-    """Share of samples (over all channels) at or beyond :data:`CLIP_LEVEL` of full scale."""
-    return float(np.count_nonzero(np.abs(wave) >= CLIP_LEVEL)) / float(wave.size)
+    """Share of finite samples (over all channels) at or beyond :data:`CLIP_LEVEL` of full scale.
+
+    ``nan`` when no sample is finite.
+    """
+    finite = _finite(wave)
+    if finite.size == 0:
+        return math.nan
+    return float(np.count_nonzero(np.abs(finite) >= CLIP_LEVEL)) / float(finite.size)
 
 
 def inspect_clip(path: Path | str, rel: str, expected_sha256: str | None = None) -> dict[str, Any]:
@@ -87,6 +118,8 @@ def inspect_clip(path: Path | str, rel: str, expected_sha256: str | None = None)
         "sample_rate": math.nan,
         "channels": math.nan,
         "frames": math.nan,
+        "nonfinite_samples": math.nan,
+        "nan_samples": math.nan,
         "rms_dbfs": math.nan,
         "clipping_ratio": math.nan,
         "audio_sha256": None,
@@ -108,12 +141,15 @@ def inspect_clip(path: Path | str, rel: str, expected_sha256: str | None = None)
         row["decode_error"] = exc.reason.replace(str(path), rel)
         return row
     channels, frames = wave.shape
+    nonfinite, nan = nonfinite_counts(wave)
     row.update(
         decodable=True,
         duration_s=frames / sr,
         sample_rate=float(sr),
         channels=float(channels),
         frames=float(frames),
+        nonfinite_samples=float(nonfinite),
+        nan_samples=float(nan),
         rms_dbfs=rms_dbfs(wave),
         clipping_ratio=clipping_ratio(wave),
         audio_sha256=audio_hash(wave),

@@ -56,6 +56,12 @@ def _duration_reason(v: ValidateParams) -> Callable[[pd.Series], str]:
     return reason
 
 
+def _nonfinite_reason(row: pd.Series) -> str:
+    nan = int(row["nan_samples"])
+    inf = int(row["nonfinite_samples"]) - nan
+    return f"non-finite samples: {nan} NaN, {inf} ±inf (float audio with NaN/inf values)"
+
+
 def _check(
     name: str, expectation: type, reason: Callable[[pd.Series], str], **kwargs: Any
 ) -> Check:
@@ -117,6 +123,16 @@ def clip_checks(v: ValidateParams, genres: Sequence[str]) -> list[Check]:
             column="channels",
             min_value=1,
             max_value=v.max_channels,
+        ),
+        _check(
+            "finite",
+            E.ExpectColumnValuesToBeBetween,
+            _nonfinite_reason,
+            column="nonfinite_samples",
+            min_value=0,
+            max_value=0,
+            notes="No NaN or +-inf samples (float audio can hold them; they decode without "
+            "error but make every feature non-finite).",
         ),
         _check(
             "not_silent",

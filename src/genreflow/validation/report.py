@@ -35,7 +35,15 @@ VALIDATED_COLUMNS = (
     "sha256",
     "audio_sha256",
 )
-_INT_COLUMNS = ("sample_rate", "channels", "frames", "file_bytes", "bytes")
+_INT_COLUMNS = (
+    "sample_rate",
+    "channels",
+    "frames",
+    "nonfinite_samples",
+    "nan_samples",
+    "file_bytes",
+    "bytes",
+)
 
 
 def write_csv(path: Path, df: pd.DataFrame) -> None:

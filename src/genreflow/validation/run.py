@@ -24,7 +24,7 @@ from genreflow.validation.split import (
     check_fractions,
     gtzan_split,
     resolve_scheme,
-    stratified_split,
+    stable_split,
 )
 
 __all__ = ["ValidationFailed", "ValidationSummary", "validate"]
@@ -181,17 +181,12 @@ def validate(
     _resolve_duplicates(clips, duplicated, failures, excluded)
     clips = _status_and_reason(clips, failures, excluded)
 
-    accepted = clips[clips["status"] == "accepted"]
     if scheme == "stratified":
-        split_of = dict(
-            stratified_split(
-                list(accepted["path"]),
-                list(accepted["genre"]),
-                v.split.val_fraction,
-                v.split.test_fraction,
-                v.split.seed,
-            )
+        # Keyed by track id, so a quarantined or added file moves no other track (stable_split).
+        hashed = stable_split(
+            clips["track_id"], v.split.val_fraction, v.split.test_fraction, v.split.seed
         )
+        split_of = {p: hashed[t] for p, t in zip(clips["path"], clips["track_id"], strict=True)}
     clips["split"] = [
         split_of.get(p) if s == "accepted" else None
         for p, s in zip(clips["path"], clips["status"], strict=True)

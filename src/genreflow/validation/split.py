@@ -3,17 +3,16 @@
 Splitting segments instead of tracks puts excerpts of one song on both sides and inflates accuracy
 by 5-30 points, so the split is fixed here, once per track, and every later stage inherits it.
 For GTZAN we use the fault-filtered, artist-conditional lists torchaudio ships (imported, not
-copied); for anything else a seeded split stratified by genre.
+copied); for anything else the ``stratified`` scheme: a seeded hash of each track id, which keeps
+genre proportions in expectation and never moves a track when other tracks come or go.
 """
 
 from __future__ import annotations
 
-import math
-import zlib
-from collections.abc import Iterable, Sequence
+import hashlib
+from collections.abc import Iterable
 from typing import Literal
 
-import numpy as np
 from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid
 
 from genreflow.config import ConfigError
@@ -59,52 +58,44 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
         )
 
 
-def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
-    """``(train, val, test)`` sizes for ``n`` clips of one genre.
+def track_unit(seed: int, track_id: str) -> float:
+    """A number in ``[0, 1)`` fixed by ``(seed, track_id)``: the first 8 bytes of a sha256.
 
-    Sizes are rounded fractions, but a genre always keeps at least one training clip, and with
-    three or more clips every split with a non-zero fraction gets at least one.
+    A hash, not a random generator, so no other track (present, absent or added later) can
+    change it; and the same on every platform and Python version.
+    """
+    digest = hashlib.sha256(f"{seed}:{track_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_of_track(track_id: str, val_fraction: float, test_fraction: float, seed: int) -> str:
+    """``test`` if the track's unit is below ``test_fraction``, then ``val``, else ``train``.
+
+    Test is carved first, so changing only ``val_fraction`` never moves a track into or out of
+    the test set.
+    """
+    u = track_unit(seed, track_id)
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + val_fraction:
+        return "val"
+    return "train"
+
+
+def stable_split(
+    track_ids: Iterable[str], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, str]:
+    """Split of each track id (``{track_id: split}``), each a pure function of (seed, track id).
+
+    This is the ``stratified`` scheme. A split that shuffles the current clips moves tracks
+    between splits whenever one clip is quarantined or added, so a test clip of today may have
+    been a training clip of yesterday's champion. Here a track's split never depends on the other
+    tracks, nor on their order. It is keyed by track id, not path, because the same GTZAN track
+    has different paths in the Marsyas and Kaggle layouts.
+
+    Genre proportions hold *in expectation*: every track, whatever its genre, lands in test with
+    probability ``test_fraction`` and in val with ``val_fraction``. Realised counts are binomial,
+    so a small genre can miss a split; the validate stage fails if a whole split is empty.
     """
     check_fractions(val_fraction, test_fraction)
-    if n <= 0:
-        return 0, 0, 0
-    n_val = math.floor(n * val_fraction + 0.5)
-    n_test = math.floor(n * test_fraction + 0.5)
-    if n >= 3:
-        n_val = max(n_val, 1) if val_fraction > 0 else 0
-        n_test = max(n_test, 1) if test_fraction > 0 else 0
-    while n_val + n_test > n - 1:  # give clips back to train, val first (test is the yardstick)
-        if n_val >= n_test and n_val > 0:
-            n_val -= 1
-        else:
-            n_test -= 1
-    return n - n_val - n_test, n_val, n_test
-
-
-def stratified_split(
-    paths: Sequence[str],
-    genres: Sequence[str],
-    val_fraction: float,
-    test_fraction: float,
-    seed: int,
-) -> dict[str, str]:
-    """Seeded split stratified by genre: ``{path: split}``.
-
-    Each genre is shuffled with its own generator, seeded by ``seed`` and the genre's name, so a
-    genre's split depends only on its own clips (adding a genre leaves the others alone) and the
-    result does not depend on the order of ``paths``.
-    """
-    if len(paths) != len(genres):
-        raise ValueError("paths and genres must have the same length")
-    by_genre: dict[str, list[str]] = {}
-    for path, genre in zip(paths, genres, strict=True):
-        by_genre.setdefault(genre, []).append(path)
-    out: dict[str, str] = {}
-    for genre in sorted(by_genre):
-        members = sorted(by_genre[genre])
-        n_train, n_val, n_test = split_counts(len(members), val_fraction, test_fraction)
-        rng = np.random.default_rng([seed & 0xFFFFFFFFFFFFFFFF, zlib.crc32(genre.encode("utf-8"))])
-        order = [members[i] for i in rng.permutation(len(members))]
-        labels = ["test"] * n_test + ["val"] * n_val + ["train"] * n_train
-        out.update(zip(order, labels, strict=True))
-    return out
+    return {t: split_of_track(t, val_fraction, test_fraction, seed) for t in track_ids}
