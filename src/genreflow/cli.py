@@ -148,7 +148,7 @@ def promote(
     root: RootOption = None,
 ) -> None:
     """Point the `champion` alias at VERSION by hand (the old champion is remembered)."""
-    from genreflow.registry import promote as do_promote
+    from genreflow.registry.manual import promote as do_promote
 
     _registry_action("promote", name, root, lambda n, layout: do_promote(n, version, layout))
 
@@ -158,10 +158,24 @@ def rollback(
     name: Annotated[str | None, typer.Option(help=NAME_HELP)] = None,
     root: RootOption = None,
 ) -> None:
-    """Move `champion` back to the previous champion version."""
-    from genreflow.registry import rollback as do_rollback
+    """Move `champion` back to the previous champion version.
+
+    The version rolled back from is marked `rolled_back`: automatic promotion never picks it
+    again, only `genreflow promote VERSION` can."""
+    from genreflow.registry.manual import rollback as do_rollback
 
     _registry_action("rollback", name, root, do_rollback)
+
+
+@app.command()
+def registry(
+    name: Annotated[str | None, typer.Option(help=NAME_HELP)] = None,
+    root: RootOption = None,
+) -> None:
+    """Show every version with its tags, the champion, and the promotion decision history."""
+    from genreflow.registry.manual import describe
+
+    _registry_action("registry", name, root, describe)
 
 
 @app.command()

@@ -158,7 +158,8 @@ class TrainParams:
 class EvaluateParams:
     bootstrap_samples: int = 1000
     bootstrap_seed: int = 0
-    promotion_margin: float = 0.01
+    promotion_margin: float = 0.0
+    promotion_alpha: float = 0.05
     registered_model: str = "genre-classifier"
     experiment: str = "genreflow"
 

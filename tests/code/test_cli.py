@@ -7,7 +7,7 @@ from genreflow.cli import app
 
 runner = CliRunner()
 COMMANDS = ["fetch", "validate", "spectrogramize", "train", "evaluate", "promote", "rollback",
-            "predict", "ui"]
+            "registry", "predict", "ui"]
 
 
 def test_help_lists_every_command():

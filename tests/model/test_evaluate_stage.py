@@ -8,6 +8,10 @@ data through a symlink) so they never change what the others read.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +20,12 @@ import pytest
 import torch
 
 # tests/model is on sys.path (pytest prepend import mode)
-from test_train_stage import GENRES, empty_tracking_db, make_tiny_repo, tiny_params
+from test_train_stage import GENRES, SPLITS, empty_tracking_db, make_tiny_repo, tiny_params
 
 from genreflow.paths import Layout
 
 NAME = "genre-classifier"
+N_TEST = len(GENRES) * SPLITS["test"]
 
 
 def _point_mlflow(uri: str):
@@ -63,7 +68,7 @@ def env(evaluated, monkeypatch):
 def _sibling_repo(layout: Layout, tmp_path: Path) -> Layout:
     """A second repository root sharing the first one's data (not its models or reports)."""
     other = Layout.from_root(tmp_path / "sibling")
-    other.root.mkdir()
+    other.root.mkdir(parents=True)
     (other.root / "data").symlink_to(layout.root / "data", target_is_directory=True)
     return other
 
@@ -78,12 +83,12 @@ def test_reports_metrics_registration_and_champion(env):
         assert m["accuracy_ci95_low"] <= m["accuracy"] <= m["accuracy_ci95_high"]
         assert set(m["per_class"]) == set(GENRES) and 0.0 <= m["macro_f1"] <= 1.0
         rows = json.loads((layout.reports_dir / "evaluate" / f"confusion_{arch}.json").read_text())
-        assert len(rows) == m["n_clips"] == 9
+        assert len(rows) == m["n_clips"] == N_TEST
         assert m["accuracy"] == pytest.approx(
             np.mean([r["actual"] == r["predicted"] for r in rows])
         )
         frame = pd.read_csv(layout.reports_dir / "evaluate" / f"confusion_{arch}.csv", index_col=0)
-        assert int(frame.to_numpy().sum()) == 9
+        assert int(frame.to_numpy().sum()) == N_TEST
         assert (layout.reports_dir / "evaluate" / f"confusion_{arch}.png").stat().st_size > 0
         # test metrics and confusion files went into the candidate's training run
         run_id = json.loads((layout.models_dir / arch / "run.json").read_text())["run_id"]
@@ -95,34 +100,53 @@ def test_reports_metrics_registration_and_champion(env):
 
     promotion = json.loads((layout.reports_dir / "promotion.json").read_text())
     decisions = promotion["decisions"]
-    assert [d["arch"] for d in decisions] == [
-        d["arch"] for d in sorted(decisions, key=lambda d: -d["candidate_accuracy"])
-    ]
-    best, other = decisions
-    assert best["promoted"] and best["decision"] == "promoted" and best["champion_version"] is None
-    assert not other["promoted"] and other["decision"] == "rejected"
-    assert other["champion_version"] == best["version"]
-    assert other["champion_accuracy"] == pytest.approx(best["candidate_accuracy"])
-    assert promotion["champion_version"] == best["version"]
+    chosen, other = decisions
+    # selection reads validation only: the chosen one is the best by (val acc, val F1, name)
+    key = {d["arch"]: (-d["val_accuracy"], -d["val_macro_f1"], d["arch"]) for d in decisions}
+    assert chosen["arch"] == min(key, key=key.get) == promotion["selected"]
+    assert chosen["selected"] and not other["selected"]
+    assert other["decision"] == "not-selected" and not other["promoted"]
+    # empty registry: the floor is the baseline of this run, by the paired test
+    assert chosen["reference"] == "baseline" and chosen["decision"] == "promoted"
+    ev = chosen["evidence"]
+    assert ev["n_clips"] == N_TEST and ev["alpha"] == params.evaluate.promotion_alpha
+    assert ev["candidate_accuracy"] == pytest.approx(metrics[chosen["arch"]]["accuracy"])
+    assert ev["reference_accuracy"] == pytest.approx(metrics["baseline"]["accuracy"])
+    assert ev["lower_bound"] > params.evaluate.promotion_margin
+    assert ev["interval"][0] <= ev["difference"] <= ev["interval"][1]
+    assert "lower bound" in chosen["rule"] and promotion["rule"] == chosen["rule"]
+    assert promotion["champion_version"] == chosen["version"]
     log_lines = (layout.reports_dir / "promotion_log.jsonl").read_text().splitlines()
     logged = [json.loads(line) for line in log_lines]
     assert [(e["version"], e["decision"]) for e in logged] == [
         (d["version"], d["decision"]) for d in decisions
     ]
-    assert all(e["time"] and e["champion_after"] == best["version"] for e in logged)
+    assert all(e["time"] and e["champion_after"] == chosen["version"] for e in logged)
 
     champion = client.get_model_version_by_alias(NAME, "champion")
-    assert str(champion.version) == best["version"]
-    assert champion.tags["arch"] == best["arch"]
+    assert str(champion.version) == chosen["version"]
+    assert champion.tags["arch"] == chosen["arch"]
     for d in decisions:
         mv = client.get_model_version(NAME, d["version"])
         assert mv.current_stage in (None, "None")  # aliases only, never the deprecated stages
         assert float(mv.tags["test_accuracy"]) == pytest.approx(metrics[d["arch"]]["accuracy"])
         assert float(mv.tags["macro_f1"]) == pytest.approx(metrics[d["arch"]]["macro_f1"])
+        assert float(mv.tags["val_accuracy"]) == pytest.approx(d["val_accuracy"])
         assert mv.tags["test_split_hash"] == promotion["test_split_hash"]
         assert mv.tags["promotion_decision"] == d["decision"]
         assert mv.tags["promotion_reason"] == d["reason"]
         assert mv.tags["git_commit"]
+    # every training run logged the tracks it trained and was selected on
+    from genreflow.split_lists import load_training_tracks
+
+    manifest = pd.read_csv(layout.validated_manifest)
+    expected = set(
+        manifest.loc[manifest["split"] != "test", ["track_id", "audio_sha256"]].itertuples(
+            index=False, name=None
+        )
+    )
+    for d in decisions:
+        assert set(load_training_tracks(d["run_id"])) == expected
 
 
 def test_champion_from_registry_matches_feature_path(env):
@@ -161,34 +185,24 @@ def test_champion_from_registry_matches_feature_path(env):
     np.testing.assert_allclose(np.asarray(preds), feature_logits, rtol=1e-4, atol=1e-4)
 
 
-def test_champion_rescored_on_a_different_test_split(env):
-    """A champion tagged with another split's hash is re-run on the current raw clips."""
+def test_rescoring_uses_the_served_path_and_matches_the_feature_path(env):
+    """Re-scoring a champion goes through the served model on raw audio, clip by clip."""
     from genreflow.evaluation.stage import load_test_clips
     from genreflow.features.store import FeatureStore
-    from genreflow.registry import HeldOutClips, champion_score
+    from genreflow.registry.rescore import served_correctness
 
     layout, uri, params, _ = env
     client = _point_mlflow(uri)
     champion = client.get_model_version_by_alias(NAME, "champion")
-    store = FeatureStore.load(layout.features_dir)
-    clips = load_test_clips(store, layout)
-    subset = HeldOutClips(clips.track_ids[:5], clips.paths[:5], clips.genres[:5])
-    assert subset.split_hash != champion.tags["test_split_hash"]
-
-    score, source, notes = champion_score(
-        NAME, champion, subset, GENRES, params.features.sample_rate, progress=False
+    clips = load_test_clips(FeatureStore.load(layout.features_dir), layout)
+    correct, notes = served_correctness(
+        f"models:/{NAME}/{champion.version}", clips.paths, clips.genres, progress=False
     )
     rows = json.loads(
         (layout.reports_dir / "evaluate" / f"confusion_{champion.tags['arch']}.json").read_text()
     )
     by_id = {r["track_id"]: r["actual"] == r["predicted"] for r in rows}
-    assert source == "rescored" and notes
-    assert score == pytest.approx(np.mean([by_id[t] for t in subset.track_ids]))
-
-    same, source, _ = champion_score(
-        NAME, champion, clips, GENRES, params.features.sample_rate, progress=False
-    )
-    assert source == "tag" and same == pytest.approx(float(champion.tags["test_accuracy"]))
+    assert correct == tuple(by_id[t] for t in clips.track_ids) and notes == []
 
 
 def test_missing_run_names_the_fix(env, tmp_path, tmp_path_factory, monkeypatch):
@@ -216,14 +230,13 @@ def test_missing_run_json_names_the_stage(env, tmp_path):
 
 
 def test_worse_candidates_are_not_promoted(env, tmp_path):
-    """Untrained candidates (lr 0) on the same split lose to the champion: no alias move."""
+    """Untrained candidates (lr 0) lose to the champion, re-scored on the same raw clips."""
     from genreflow.evaluation.stage import evaluate_stage
     from genreflow.training.stage import train_stage
 
     layout, uri, _, _ = env
     client = _point_mlflow(uri)
     champion_before = client.get_model_version_by_alias(NAME, "champion")
-    champ_acc = float(champion_before.tags["test_accuracy"])
 
     other = _sibling_repo(layout, tmp_path)
     bad = tiny_params(epochs=1, lr=0.0)
@@ -231,18 +244,18 @@ def test_worse_candidates_are_not_promoted(env, tmp_path):
     train_stage(bad, "train_lstm", other, progress=False)
     result = evaluate_stage(bad, other, progress=False)
 
-    decisions = result["promotion"]["decisions"]
-    assert len(decisions) == 2
-    for d in decisions:
-        assert d["candidate_accuracy"] < champ_acc + bad.evaluate.promotion_margin
-        assert not d["promoted"] and d["decision"] == "rejected"
-        assert "does not beat" in d["reason"]
-        assert d["champion_version"] == str(champion_before.version)
-        assert d["champion_score_source"] == "tag"  # same test split: its tag is comparable
-        assert d["champion_accuracy"] == pytest.approx(champ_acc)
-        assert client.get_model_version(NAME, d["version"]).tags["promotion_decision"] == (
-            "rejected"
-        )
+    chosen, not_chosen = result["promotion"]["decisions"]
+    assert not_chosen["decision"] == "not-selected"
+    assert chosen["decision"] == "rejected" and not chosen["promoted"]
+    assert chosen["reference"] == "champion"
+    assert chosen["reference_version"] == str(champion_before.version)
+    assert chosen["evidence"]["difference"] < 0 and "does not clear" in chosen["reason"]
+    assert chosen["evidence"]["reference_accuracy"] == pytest.approx(
+        float(champion_before.tags["test_accuracy"])  # the re-score reproduces its test score
+    )
+    assert any("re-scored" in n for n in chosen["notes"])
+    tags = client.get_model_version(NAME, chosen["version"]).tags
+    assert tags["promotion_decision"] == "rejected"
     assert client.get_model_version_by_alias(NAME, "champion").version == champion_before.version
     written = json.loads((other.reports_dir / "promotion.json").read_text())
     assert written["champion_version"] == str(champion_before.version)
@@ -268,7 +281,107 @@ def test_reevaluating_same_candidates_is_idempotent(env, tmp_path):
     by_version = {d["version"]: d for d in again["promotion"]["decisions"]}
     assert set(by_version) == {d["version"] for d in first["promotion"]["decisions"]}
     assert by_version[champion_before]["decision"] == "already-champion"
+    assert {d["decision"] for d in by_version.values()} == {"already-champion", "not-selected"}
     assert not any(d["promoted"] for d in again["promotion"]["decisions"])
     assert again["metrics"] == first["metrics"]  # deterministic scores
     history = (other.reports_dir / "promotion_log.jsonl").read_text().splitlines()
     assert len(history) == 4  # two evaluations, two decisions each: appended, not replaced
+
+
+def _store_copy(uri: str, tmp_path: Path, monkeypatch) -> str:
+    """A copy of the module's store (artifacts stay shared), so a test may move aliases."""
+    import shutil
+
+    from genreflow.tracking import sqlite_path
+
+    db = tmp_path / "copy" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copyfile(sqlite_path(uri), db)
+    copy = f"sqlite:///{db.as_posix()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", copy)
+    return copy
+
+
+def test_rollback_sticks_through_evaluate(env, tmp_path, monkeypatch):
+    """After `rollback`, evaluating the same models again does not promote them back."""
+    from genreflow.evaluation.stage import evaluate_stage
+    from genreflow.registry.manual import promote, rollback
+
+    layout, uri, params, first = env
+    client = _point_mlflow(_store_copy(uri, tmp_path, monkeypatch))
+    chosen, other = first["promotion"]["decisions"]
+    repo = _sibling_repo(layout, tmp_path)
+    (repo.root / "models").symlink_to(layout.models_dir, target_is_directory=True)
+    promote(NAME, other["version"], repo)  # a human tries the other model ...
+    promote(NAME, chosen["version"], repo)  # ... goes back, then rolls that back
+    rollback(NAME, repo)
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == other["version"]
+
+    again = evaluate_stage(params, repo, progress=False)["promotion"]["decisions"][0]
+    assert again["version"] == chosen["version"] and again["decision"] == "blocked"
+    assert "rolled back" in again["reason"]
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == other["version"]
+
+
+def _evaluate_in_subprocess(root: Path, uri: str) -> subprocess.Popen:
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from test_train_stage import tiny_params;"
+        "from genreflow.evaluation.stage import evaluate_stage;"
+        "from genreflow.paths import Layout;"
+        "evaluate_stage(tiny_params(), Layout.from_root(sys.argv[2]), progress=False)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["MLFLOW_TRACKING_URI"] = uri
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(Path(__file__).parent), str(root)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_evaluates_at_once_keep_every_decision(env, tmp_path, tmp_path_factory, monkeypatch):
+    """A weak and a strong pair of models evaluated concurrently into one fresh store: the
+    strong one ends up champion, and the registry's histories lose no entry."""
+    from genreflow.registry.aliases import decisions, history, promotion_lock
+    from genreflow.training.stage import train_stage
+
+    layout, _, params, _ = env
+    uri = empty_tracking_db(tmp_path_factory, tmp_path / "shared" / "mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = _point_mlflow(uri)
+    weak, strong = _sibling_repo(layout, tmp_path / "w"), _sibling_repo(layout, tmp_path / "s")
+    for repo, p in ((weak, tiny_params(epochs=1, lr=0.0)), (strong, params)):
+        train_stage(p, "train_cnn", repo, progress=False)
+        train_stage(p, "train_lstm", repo, progress=False)
+
+    # Hold the promotion lock while both start, so both reach read-decide-write together;
+    # while it is held, neither may record a decision.
+    with promotion_lock(uri, NAME):
+        procs = [_evaluate_in_subprocess(r.root, uri) for r in (weak, strong)]
+        deadline = time.monotonic() + 240
+        metrics = [r.reports_dir / "metrics.json" for r in (weak, strong)]
+        while not all(m.is_file() for m in metrics) and time.monotonic() < deadline:
+            assert all(proc.poll() is None for proc in procs), procs[0].communicate()[1][-3000:]
+            time.sleep(0.2)
+        time.sleep(2.0)  # both are now registering or waiting on the lock
+        assert decisions(NAME) == [] and all(proc.poll() is None for proc in procs)
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+
+    made = {
+        repo: json.loads((repo.reports_dir / "promotion.json").read_text())["decisions"]
+        for repo in (weak, strong)
+    }
+    strong_chosen = made[strong][0]
+    champion = str(client.get_model_version_by_alias(NAME, "champion").version)
+    assert champion == strong_chosen["version"]
+    logged = decisions(NAME)
+    all_versions = {d["version"] for ds in made.values() for d in ds}
+    assert len(all_versions) == 4 and {e["version"] for e in logged} == all_versions
+    assert len(logged) == 4  # two evaluates x two candidates, none lost
+    promoted = [e["version"] for e in logged if e["decision"] == "promoted"]
+    assert history(NAME) == promoted and history(NAME)[-1] == champion

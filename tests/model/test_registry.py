@@ -1,8 +1,12 @@
-"""registry: the promotion rule, split hashes, and manual promote / rollback through aliases."""
+"""registry: aliases, histories, manual promote / rollback, and the promotion orchestration.
+
+Versions here point at empty directories (aliases need no model files); the per-clip
+correctness the orchestration compares is its input, as evaluate computes it. Paths that need
+a real served model (re-scoring a champion) are tested with trained models in
+test_evaluate_stage.py.
+"""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 
@@ -10,44 +14,28 @@ import pytest
 from test_train_stage import empty_tracking_db
 
 from genreflow.paths import Layout
-from genreflow.registry import (
+from genreflow.registry.aliases import (
     CHAMPION_ALIAS,
     PREVIOUS_ALIAS,
     RegistryError,
-    decide_promotion,
-    describe,
-    hash_track_ids,
-    promote,
-    rollback,
+    decisions,
+    history,
 )
+from genreflow.registry.manual import describe, promote, rollback
+from genreflow.registry.promotion import (
+    BLOCKED,
+    NOT_SELECTED,
+    PROMOTED,
+    REJECTED,
+    GateSettings,
+    HeldOutClips,
+    register_and_promote,
+)
+from genreflow.registry.versions import Candidate
 
 NAME = "genre-classifier"
-
-
-@pytest.mark.parametrize(
-    ("candidate", "champion", "margin", "promoted"),
-    [
-        (0.50, None, 0.01, True),  # no champion: promote
-        (0.70, 0.60, 0.01, True),  # clear win
-        (0.61, 0.60, 0.01, True),  # exactly the margin (float noise tolerated)
-        (0.605, 0.60, 0.01, False),  # better, but by less than the margin
-        (0.60, 0.60, 0.0, False),  # a tie never promotes, even with margin 0
-        (0.55, 0.60, 0.0, False),  # worse
-        (math.nan, 0.60, 0.01, False),  # a broken score never promotes
-    ],
-)
-def test_decide_promotion(candidate, champion, margin, promoted):
-    decision, reason = decide_promotion(candidate, champion, margin)
-    assert decision is promoted
-    assert reason  # every decision says why
-    if champion is not None and not math.isnan(candidate):
-        assert f"{champion:.4f}" in reason and f"{margin:.4f}" in reason
-
-
-def test_split_hash_ignores_order_and_duplicates():
-    a = hash_track_ids(["rock.1", "jazz.2", "pop.3"])
-    assert a == hash_track_ids(["pop.3", "rock.1", "jazz.2", "rock.1"])
-    assert a != hash_track_ids(["rock.1", "jazz.2"])
+N_CLIPS = 40
+GATE = GateSettings(margin=0.0, alpha=0.05, samples=500, seed=0)
 
 
 @pytest.fixture()
@@ -98,7 +86,8 @@ def test_promote_and_rollback_walk_the_champion_history(registry):
     done = rollback(NAME, layout)
     assert done["champion"] == "2" and done["rolled_back_from"] == "3"
     assert (_alias(client, CHAMPION_ALIAS), _alias(client, PREVIOUS_ALIAS)) == ("2", "1")
-    assert client.get_model_version(NAME, "3").tags["promotion_decision"] == "rolled-back"
+    tags3 = client.get_model_version(NAME, "3").tags
+    assert tags3["promotion_decision"] == "rolled-back" and tags3["rolled_back"] == "true"
 
     rollback(NAME, layout)
     assert (_alias(client, CHAMPION_ALIAS), _alias(client, PREVIOUS_ALIAS)) == ("1", None)
@@ -108,6 +97,13 @@ def test_promote_and_rollback_walk_the_champion_history(registry):
 
     shown = describe(NAME, layout)
     assert shown["champion"] == "1" and shown["history"] == ["1"]
+    assert [d["decision"] for d in shown["decisions"]] == [
+        "manual-promotion",
+        "manual-promotion",
+        "manual-promotion",
+        "rolled-back",
+        "rolled-back",
+    ]
     assert [v["version"] for v in shown["versions"]] == ["1", "2", "3"]
     # aliases only: the deprecated stages are never set
     assert {str(v.current_stage) for v in client.search_model_versions(f"name = '{NAME}'")} <= {
@@ -115,83 +111,152 @@ def test_promote_and_rollback_walk_the_champion_history(registry):
     }
 
 
-def test_promote_unknown_version_fails(registry):
-    from mlflow.exceptions import MlflowException
-
+def test_promote_unknown_version_is_a_user_error(registry):
     layout, _ = registry
-    with pytest.raises(MlflowException):
+    with pytest.raises(RegistryError, match="no version 99"):
         promote(NAME, 99, layout)
 
 
-def _candidate(tmp_path, arch, accuracy):
-    from genreflow.registry import Candidate
+def _correct(k: int, n: int = N_CLIPS) -> tuple[bool, ...]:
+    return tuple(i < k for i in range(n))
 
+
+def _candidate(tmp_path, arch, val, test_k, val_f1=None) -> Candidate:
     source = tmp_path / f"candidate-{arch}"
     source.mkdir(exist_ok=True)
     return Candidate(
         arch=arch,
         run_id=f"run-{arch}",
         model_uri=source.as_uri(),
-        accuracy=accuracy,
-        macro_f1=accuracy,
+        val_accuracy=val,
+        val_macro_f1=val if val_f1 is None else val_f1,
+        test_accuracy=test_k / N_CLIPS,
+        test_macro_f1=test_k / N_CLIPS,
+        test_correct=_correct(test_k),
         git_commit="abc",
         genres=("blues", "jazz"),
         sample_rate=8000,
     )
 
 
-def _clips(tmp_path, ids):
-    from genreflow.registry import HeldOutClips
-
+@pytest.fixture()
+def clips(tmp_path) -> HeldOutClips:
+    ids = [f"blues.{i:05d}" for i in range(N_CLIPS)]
     return HeldOutClips(
-        tuple(ids), tuple(tmp_path / f"{i}.wav" for i in ids), ("blues",) * len(ids)
+        tuple(ids),
+        tuple(f"hash-{i}" for i in ids),
+        tuple(tmp_path / f"{i}.wav" for i in ids),
+        ("blues",) * N_CLIPS,
     )
 
 
-def test_candidates_against_a_champion_on_the_same_split(registry, tmp_path):
-    from genreflow.registry import register_and_promote
+def _promote_run(candidates, clips, baseline_k, uri):
+    return register_and_promote(NAME, candidates, _correct(baseline_k), clips, GATE, uri, False)
 
+
+def test_selection_reads_validation_never_test(registry, clips, tmp_path):
+    """The CNN is better on test, the CRNN on validation: the CRNN goes to the gate."""
     layout, client = registry
-    clips = _clips(tmp_path, ["t1", "t2"])
-    promote(NAME, 1, layout)
-    client.set_model_version_tag(NAME, "1", "test_split_hash", clips.split_hash)
-    client.set_model_version_tag(NAME, "1", "test_accuracy", "0.500000")
-
-    decisions = register_and_promote(
-        NAME,
-        [_candidate(tmp_path, "cnn", 0.505), _candidate(tmp_path, "crnn", 0.9)],
-        clips,
-        margin=0.01,
-        default_genres=("blues", "jazz"),
-        default_sample_rate=8000,
-        progress=False,
+    cnn = _candidate(tmp_path, "cnn", val=0.60, test_k=38)
+    crnn = _candidate(tmp_path, "crnn", val=0.70, test_k=34)
+    made = _promote_run([cnn, crnn], clips, baseline_k=20, uri=_uri())
+    chosen, other = made
+    assert (chosen.arch, chosen.selected, other.arch, other.selected) == (
+        "crnn",
+        True,
+        "cnn",
+        False,
     )
-    crnn, cnn = decisions  # best first
-    assert crnn.promoted and crnn.champion_version == "1" and crnn.champion_score_source == "tag"
-    assert crnn.champion_accuracy == pytest.approx(0.5)
-    assert not cnn.promoted and cnn.champion_version == crnn.version  # vs. the new champion
-    assert _alias(client, CHAMPION_ALIAS) == crnn.version
-    assert _alias(client, PREVIOUS_ALIAS) == "1"
-    tags = client.get_model_version(NAME, cnn.version).tags
-    assert tags["promotion_decision"] == "rejected" and tags["arch"] == "cnn"
-    assert tags["test_split_hash"] == clips.split_hash and tags["git_commit"] == "abc"
-    assert float(tags["promotion_compared_with_score"]) == pytest.approx(0.9)
+    assert other.decision == NOT_SELECTED and "selected on validation" in other.reason
+    assert chosen.decision == PROMOTED and _alias(client, CHAMPION_ALIAS) == chosen.version
 
 
-def test_unscorable_champion_on_another_split_is_not_replaced(registry, tmp_path):
-    from genreflow.registry import register_and_promote
-
+def test_floor_without_champion_needs_a_clear_win_over_the_baseline(registry, clips, tmp_path):
     layout, client = registry
-    promote(NAME, 1, layout)  # version 1 has no loadable model files
-    client.set_model_version_tag(NAME, "1", "test_split_hash", "another-split")
-    (decision,) = register_and_promote(
-        NAME,
-        [_candidate(tmp_path, "cnn", 0.99)],
-        _clips(tmp_path, ["t1"]),
-        margin=0.01,
-        default_genres=("blues", "jazz"),
-        default_sample_rate=8000,
-        progress=False,
-    )
-    assert not decision.promoted and "could not be scored" in decision.reason
+    weak = _candidate(tmp_path, "cnn", val=0.9, test_k=22)  # 55% vs the baseline's 50%
+    (made,) = _promote_run([weak], clips, baseline_k=20, uri=_uri())
+    assert made.decision == REJECTED and made.reference == "baseline"
+    assert made.evidence["difference"] == pytest.approx(0.05)
+    assert made.evidence["lower_bound"] <= 0.0
+    assert _alias(client, CHAMPION_ALIAS) is None
+
+    strong = _candidate(tmp_path, "crnn", val=0.9, test_k=36)
+    (made,) = _promote_run([strong], clips, baseline_k=20, uri=_uri())
+    assert made.decision == PROMOTED and made.evidence["lower_bound"] > 0.0
+    tags = client.get_model_version(NAME, made.version).tags
+    for key in ("difference", "interval", "p_better", "n_clips", "rule", "alpha", "reference"):
+        assert f"promotion_{key}" in tags, key
+    assert tags["promotion_n_clips"] == str(N_CLIPS) and tags["promotion_reference"] == "baseline"
+    assert tags["val_accuracy"] == "0.900000" and tags["test_split_hash"] == clips.split_hash
+    assert [d["decision"] for d in decisions(NAME)] == [REJECTED, PROMOTED]
+
+
+def test_the_same_run_again_is_already_champion(registry, clips, tmp_path):
+    layout, client = registry
+    cand = _candidate(tmp_path, "cnn", val=0.9, test_k=36)
+    (first,) = _promote_run([cand], clips, baseline_k=20, uri=_uri())
+    (again,) = _promote_run([cand], clips, baseline_k=20, uri=_uri())
+    assert first.decision == PROMOTED and again.decision == "already-champion"
+    assert again.version == first.version and history(NAME) == [first.version]
+
+
+def test_rollback_sticks(registry, clips, tmp_path):
+    """A rolled-back version is never auto-promoted again; a human can still promote it."""
+    layout, client = registry
+    cand = _candidate(tmp_path, "cnn", val=0.9, test_k=36)
+    (made,) = _promote_run([cand], clips, baseline_k=20, uri=_uri())
+    promote(NAME, 1, layout)  # a human moves champion away and back, then rolls back
+    promote(NAME, made.version, layout)
+    rollback(NAME, layout)
     assert _alias(client, CHAMPION_ALIAS) == "1"
+
+    (again,) = _promote_run([cand], clips, baseline_k=20, uri=_uri())
+    assert again.decision == BLOCKED and "rolled back" in again.reason
+    assert _alias(client, CHAMPION_ALIAS) == "1"
+
+    assert promote(NAME, made.version, layout)["changed"]  # by hand: allowed, mark cleared
+    assert "rolled_back" not in client.get_model_version(NAME, made.version).tags
+
+
+def test_champion_without_track_lists_is_not_rescored(registry, clips, tmp_path):
+    layout, client = registry
+    promote(NAME, 1, layout)  # version 1 has no run, so no train/val track list
+    cand = _candidate(tmp_path, "cnn", val=0.99, test_k=40)
+    (made,) = _promote_run([cand], clips, baseline_k=0, uri=_uri())
+    assert made.decision == BLOCKED and "logged no train/val track list" in made.reason
+    assert _alias(client, CHAMPION_ALIAS) == "1"
+
+
+def test_champion_that_trained_on_test_tracks_is_not_rescored(registry, clips, tmp_path):
+    """Champion v1's run trained on two of today's test tracks: no comparison, no promotion."""
+    import mlflow
+    import pandas as pd
+
+    from genreflow.split_lists import log_training_tracks
+
+    layout, client = registry
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame(
+        {
+            # blues.00003 by id; jazz.00099 is test track blues.00007's audio under another id
+            "track_id": ["blues.00003", "jazz.00001", "jazz.00099"],
+            "audio_sha256": ["x", "y", "hash-blues.00007"],
+            "split": ["train", "val", "train"],
+        }
+    ).to_csv(manifest, index=False)
+    with mlflow.start_run() as run:
+        log_training_tracks(manifest)
+    client.set_model_version_tag(NAME, "1", "run_id", run.info.run_id)
+    promote(NAME, 1, layout)
+    cand = _candidate(tmp_path, "cnn", val=0.99, test_k=40)
+    (made,) = _promote_run([cand], clips, baseline_k=0, uri=_uri())
+    assert made.decision == BLOCKED
+    assert "2 of the 40 test tracks" in made.reason
+    assert "blues.00003" in made.reason and "blues.00007" in made.reason
+    assert _alias(client, CHAMPION_ALIAS) == "1"
+
+
+def _uri() -> str:
+    import os
+
+    return os.environ["MLFLOW_TRACKING_URI"]

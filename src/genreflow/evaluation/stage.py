@@ -1,10 +1,12 @@
-"""The ``evaluate`` DVC stage: test scores, confusion outputs, registration and promotion.
+"""The ``evaluate`` DVC stage: scores, confusion outputs, registration and promotion.
 
-For each trained candidate (CNN, CRNN) it scores clip-level decisions on the test split of
-the feature store (mean of segment logits, then argmax: the decision serving makes), with a
-bootstrap interval; it writes the confusion matrix (CSV + PNG) and per-clip confusion rows
-(JSON, for ``dvc plots``), logs all of it into the candidate's *training* run, then registers
-both candidates and applies the promotion rule of :mod:`genreflow.registry`.
+For each trained candidate (CNN, CRNN) it scores clip-level decisions on the validation and
+test splits of the feature store (mean of segment logits, then argmax: the decision serving
+makes), with a bootstrap interval; it writes the confusion matrix (CSV + PNG) and per-clip
+confusion rows (JSON, for ``dvc plots``) and logs all of it into the candidate's *training*
+run. Then :func:`genreflow.registry.promotion.register_and_promote` registers both, selects
+one on **validation**, and gates it on **test** with a paired bootstrap against the champion
+(or, with no champion, against the classical baseline scored here on the same clips).
 
 Outputs: ``reports/metrics.json`` (DVC metrics), ``reports/promotion.json`` (this run's
 decisions and the scores compared), ``reports/promotion_log.jsonl`` (every decision ever made,
@@ -25,10 +27,12 @@ from typing import Any
 import numpy as np
 
 from genreflow.atomic import atomic_path, write_json
-from genreflow.config import Params
+from genreflow.config import ConfigError, Params
 from genreflow.errors import GenreflowError
 from genreflow.features.store import FeatureStore
 from genreflow.paths import Layout
+from genreflow.registry.promotion import HeldOutClips
+from genreflow.registry.versions import Candidate
 from genreflow.tracking import TAG_GIT_COMMIT, configure_mlflow, find_run, git_commit
 from genreflow.training.stage import SECTIONS, model_path, read_run_info
 
@@ -37,6 +41,11 @@ METRIC_PREFIX = "test_"
 
 class MissingRunError(GenreflowError, RuntimeError):
     """``run.json`` names an MLflow run that the tracking store does not hold."""
+
+
+class StaleInputError(GenreflowError, ValueError):
+    """Two inputs of evaluate disagree (one is older than the other); the message says which
+    stage to re-run."""
 
 
 def evaluate_dir(layout: Layout) -> Path:
@@ -79,30 +88,43 @@ def missing_run_message(section: str, arch: str, run_id: str, tracking_uri: str)
     )
 
 
-def load_test_clips(store: FeatureStore, layout: Layout) -> Any:
-    """The test split as raw audio paths with true genre names, in first-seen order."""
-    from genreflow.registry import HeldOutClips
+def load_test_clips(store: FeatureStore, layout: Layout) -> HeldOutClips:
+    """The test split as raw audio paths, audio hashes and true genres, in store order.
+
+    The audio hash comes from the validated manifest, so the split's identity covers what the
+    clips sound like, not only their names.
+    """
+    import pandas as pd
 
     index = store.index
     rows = index[index["split"] == "test"].drop_duplicates("track_id")
+    manifest = pd.read_csv(layout.validated_manifest, dtype=str).set_index("track_id")
+    missing = sorted(set(rows["track_id"].astype(str)) - set(manifest.index))
+    if missing:
+        raise StaleInputError(
+            f"{layout.validated_manifest}: lacks test track(s) {missing[:3]} of the feature "
+            "store; run `dvc repro spectrogramize`"
+        )
+    track_ids = tuple(rows["track_id"].astype(str))
     paths = tuple(Path(p) if Path(p).is_absolute() else layout.absolute(p) for p in rows["path"])
     return HeldOutClips(
-        track_ids=tuple(rows["track_id"].astype(str)),
+        track_ids=track_ids,
+        audio_sha256=tuple(str(manifest.at[t, "audio_sha256"]) for t in track_ids),
         paths=paths,
         genres=tuple(rows["genre"].astype(str)),
     )
 
 
 def clip_predictions(
-    classifier: Any, store: FeatureStore
+    classifier: Any, store: FeatureStore, split: str = "test"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(track ids, y_true, y_pred)`` per test clip from the feature path."""
+    """``(track ids, y_true, y_pred)`` per clip of ``split`` from the feature path."""
     from genreflow.training.clip_metrics import clip_labels, clip_logits
     from genreflow.training.loop import predict_segments, select_device
 
-    x, y, ids = store.split("test")
+    x, y, ids = store.split(split)
     if len(x) == 0:
-        raise ValueError("the feature store has no test segments; check the validate split")
+        raise ValueError(f"the feature store has no {split} segments; check the validate split")
     seg_logits = predict_segments(classifier, x, device=select_device())
     clip_ids, logits = clip_logits(seg_logits, ids)
     truth_ids, truth = clip_labels(y, ids)
@@ -111,29 +133,40 @@ def clip_predictions(
     return clip_ids, truth, logits.argmax(axis=1).astype(np.int64)
 
 
-def _log_to_run(run_id: str, scores: dict[str, Any], files: list[Path]) -> None:
-    """Test metrics and confusion files into the candidate's training run (step 0)."""
+def aligned_correctness(
+    clips: HeldOutClips, ids: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray
+) -> tuple[bool, ...]:
+    """Per-clip correctness in the order of ``clips`` (what the paired bootstrap pairs on)."""
+    by_id = {str(t): bool(a == b) for t, a, b in zip(ids, y_true, y_pred, strict=True)}
+    missing = [t for t in clips.track_ids if t not in by_id]
+    if missing:
+        raise AssertionError(f"no prediction for test clip(s) {missing[:3]}")
+    return tuple(by_id[t] for t in clips.track_ids)
+
+
+def _log_to_run(run_id: str, scores: dict[str, Any], val: Any, files: list[Path]) -> None:
+    """Test and validation clip metrics and confusion files into the candidate's run."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
     flat = {
-        "accuracy": scores["accuracy"],
-        "accuracy_ci95_low": scores["accuracy_ci95_low"],
-        "accuracy_ci95_high": scores["accuracy_ci95_high"],
-        "macro_f1": scores["macro_f1"],
+        f"{METRIC_PREFIX}accuracy": scores["accuracy"],
+        f"{METRIC_PREFIX}accuracy_ci95_low": scores["accuracy_ci95_low"],
+        f"{METRIC_PREFIX}accuracy_ci95_high": scores["accuracy_ci95_high"],
+        f"{METRIC_PREFIX}macro_f1": scores["macro_f1"],
+        "val_clip_macro_f1": val.macro_f1,
+        "val_clip_accuracy_final": val.accuracy,
     }
     for genre, per in scores.get("per_class", {}).items():
         if "f1" in per:
-            flat[f"f1.{genre}"] = per["f1"]
+            flat[f"{METRIC_PREFIX}f1.{genre}"] = per["f1"]
     for key, value in flat.items():
-        client.log_metric(run_id, f"{METRIC_PREFIX}{key}", float(value))
+        client.log_metric(run_id, key, float(value))
     for f in files:
         client.log_artifact(run_id, str(f), artifact_path="evaluate")
 
 
-def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dict[str, Any]:
-    """Score, report, register and promote; returns the metrics and the decisions."""
-    from genreflow.evaluation.baseline import run_baseline
+def _write_confusion(out_dir: Path, arch: str, ids, y_true, y_pred, genres) -> list[Path]:
     from genreflow.evaluation.confusion import (
         confusion_matrix_frame,
         confusion_rows,
@@ -141,17 +174,94 @@ def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dic
         write_confusion_csv,
         write_confusion_json,
     )
-    from genreflow.evaluation.metrics import score_clips
-    from genreflow.models.serving import load_classifier
-    from genreflow.registry import Candidate, register_and_promote
 
+    frame = confusion_matrix_frame(y_true, y_pred, genres)
+    files = [out_dir / f"confusion_{arch}.{ext}" for ext in ("json", "csv", "png")]
+    write_confusion_json(files[0], confusion_rows(ids, y_true, y_pred, genres))
+    write_confusion_csv(files[1], frame)
+    plot_confusion_png(files[2], frame, f"{arch.upper()} - test clips")
+    return files
+
+
+def _check_params(params: Params) -> dict[str, str]:
+    """Training sections by arch, after checking the evaluate params make sense."""
     ev = params.evaluate
+    if not 0.0 < ev.promotion_alpha < 0.5:
+        raise ConfigError(
+            f"evaluate.promotion_alpha: {ev.promotion_alpha} is not in (0, 0.5) "
+            "(the gate uses the one-sided 1 - alpha lower bound)"
+        )
+    if ev.bootstrap_samples < 100:
+        raise ConfigError(
+            f"evaluate.bootstrap_samples: {ev.bootstrap_samples} is below 100, too few for "
+            "a bootstrap interval"
+        )
     sections = {s: getattr(params, s).arch for s in SECTIONS}
     if len(set(sections.values())) != len(sections):
-        raise ValueError(
+        raise ConfigError(
             f"params.yaml: train_cnn and train_lstm both train arch {sections['train_cnn']!r}; "
             "their models would overwrite each other under models/<arch>/"
         )
+    return sections
+
+
+def _score_candidate(
+    section: str,
+    arch: str,
+    info: dict[str, Any],
+    params: Params,
+    layout: Layout,
+    store: FeatureStore,
+    clips: HeldOutClips,
+    commit: str | None,
+) -> tuple[Candidate, dict[str, Any]]:
+    """Validation and test scores of one trained model, its confusion outputs, its candidate."""
+    from genreflow.evaluation.metrics import score_clips
+    from genreflow.models.serving import load_classifier
+
+    ev = params.evaluate
+    genres = store.genres
+    classifier, meta = load_classifier(model_path(layout, arch))
+    if list(meta["genres"]) != genres:
+        raise StaleInputError(
+            f"{model_path(layout, arch)}: trained on genres {meta['genres']}, but the "
+            f"feature store has {genres}; run `dvc repro {section}`"
+        )
+    _, v_true, v_pred = clip_predictions(classifier, store, "val")
+    val = score_clips(v_true, v_pred, genres, ev.bootstrap_samples, ev.bootstrap_seed)
+    ids, y_true, y_pred = clip_predictions(classifier, store, "test")
+    test = score_clips(y_true, y_pred, genres, ev.bootstrap_samples, ev.bootstrap_seed)
+    result = {**test.to_dict(), "val_accuracy": val.accuracy, "val_macro_f1": val.macro_f1}
+    files = _write_confusion(evaluate_dir(layout), arch, ids, y_true, y_pred, genres)
+    _log_to_run(info["run_id"], result, val, files)
+
+    run = find_run(info["run_id"])
+    run_commit = run.data.tags.get(TAG_GIT_COMMIT) if run is not None else None
+    candidate = Candidate(
+        arch=arch,
+        run_id=info["run_id"],
+        model_uri=info["model_uri"],
+        val_accuracy=float(val.accuracy),
+        val_macro_f1=float(val.macro_f1),
+        test_accuracy=float(test.accuracy),
+        test_macro_f1=float(test.macro_f1),
+        test_correct=aligned_correctness(clips, ids, y_true, y_pred),
+        git_commit=run_commit or commit,
+        genres=tuple(genres),
+        sample_rate=meta["feature_params"].sample_rate,
+    )
+    return candidate, result
+
+
+def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dict[str, Any]:
+    """Score, report, register, select on validation and gate on test; returns what it wrote."""
+    from genreflow.evaluation.baseline import run_baseline
+    from genreflow.evaluation.metrics import score_clips
+    from genreflow.registry.aliases import CHAMPION_ALIAS, get_alias
+    from genreflow.registry.promotion import GateSettings, register_and_promote
+
+    ev = params.evaluate
+    sections = _check_params(params)
     tracking_uri = configure_mlflow(layout, ev.experiment)
 
     # Check every candidate's run first: fail before writing anything.
@@ -163,72 +273,45 @@ def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dic
         infos[arch] = info
 
     store = FeatureStore.load(layout.features_dir)
-    genres = store.genres
-    out_dir = evaluate_dir(layout)
+    clips = load_test_clips(store, layout)
+    commit = git_commit(layout.root)
     metrics: dict[str, Any] = {}
     candidates: list[Candidate] = []
-    commit = git_commit(layout.root)
     for section, arch in sections.items():
-        info = infos[arch]
-        classifier, meta = load_classifier(model_path(layout, arch))
-        if list(meta["genres"]) != genres:
-            raise ValueError(
-                f"{model_path(layout, arch)}: trained on genres {meta['genres']}, but the "
-                f"feature store has {genres}; run `dvc repro {section}`"
-            )
-        ids, y_true, y_pred = clip_predictions(classifier, store)
-        scores = score_clips(y_true, y_pred, genres, ev.bootstrap_samples, ev.bootstrap_seed)
-        result = scores.to_dict()
-        metrics[arch] = result
-
-        frame = confusion_matrix_frame(y_true, y_pred, genres)
-        files = [
-            out_dir / f"confusion_{arch}.json",
-            out_dir / f"confusion_{arch}.csv",
-            out_dir / f"confusion_{arch}.png",
-        ]
-        write_confusion_json(files[0], confusion_rows(ids, y_true, y_pred, genres))
-        write_confusion_csv(files[1], frame)
-        plot_confusion_png(files[2], frame, f"{arch.upper()} - test clips")
-        _log_to_run(info["run_id"], result, files)
-
-        run = find_run(info["run_id"])
-        run_commit = run.data.tags.get(TAG_GIT_COMMIT) if run is not None else None
-        candidates.append(
-            Candidate(
-                arch=arch,
-                run_id=info["run_id"],
-                model_uri=info["model_uri"],
-                accuracy=float(scores.accuracy),
-                macro_f1=float(scores.macro_f1),
-                git_commit=run_commit or commit,
-                genres=tuple(genres),
-                sample_rate=meta["feature_params"].sample_rate,
-            )
+        cand, metrics[arch] = _score_candidate(
+            section, arch, infos[arch], params, layout, store, clips, commit
         )
+        candidates.append(cand)
 
-    _, b_true, b_pred = run_baseline(store, params.seed)
-    baseline = score_clips(b_true, b_pred, genres, ev.bootstrap_samples, ev.bootstrap_seed)
+    b_ids, b_true, b_pred = run_baseline(store, params.seed)
+    baseline = score_clips(b_true, b_pred, store.genres, ev.bootstrap_samples, ev.bootstrap_seed)
     metrics["baseline"] = baseline.to_dict()
     write_json(metrics_path(layout), metrics)
 
-    clips = load_test_clips(store, layout)
+    gate = GateSettings(
+        margin=ev.promotion_margin,
+        alpha=ev.promotion_alpha,
+        samples=ev.bootstrap_samples,
+        seed=ev.bootstrap_seed,
+    )
     decisions = register_and_promote(
         ev.registered_model,
         candidates,
+        aligned_correctness(clips, b_ids, b_true, b_pred),
         clips,
-        ev.promotion_margin,
-        default_genres=genres,
-        default_sample_rate=store.feature_params.sample_rate,
+        gate,
+        tracking_uri,
         progress=progress,
     )
-    from genreflow.registry import CHAMPION_ALIAS, get_alias
-
     champion = get_alias(ev.registered_model, CHAMPION_ALIAS)
     promotion = {
         "registered_model": ev.registered_model,
+        "selection": "best validation clip accuracy, then validation macro-F1",
+        "selected": next(d.arch for d in decisions if d.selected),
+        "rule": decisions[0].rule,
         "promotion_margin": ev.promotion_margin,
-        "metric": "test clip accuracy",
+        "promotion_alpha": ev.promotion_alpha,
+        "bootstrap_samples": ev.bootstrap_samples,
         "test_split_hash": clips.split_hash,
         "test_clips": len(clips.track_ids),
         "champion_version": str(champion.version) if champion is not None else None,

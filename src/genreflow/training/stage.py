@@ -10,6 +10,10 @@ Outputs under ``models/<arch>/`` (``arch`` is ``cnn`` or ``crnn``):
 - ``run.json``: run id, logged-model URI and scores, which ``evaluate`` reads. Written last,
   so its presence means the stage completed.
 
+The run also logs the tracks it trained and was selected on (``split/train_val_tracks.csv``,
+see :mod:`genreflow.split_lists`), so the registry can tell whether a later test split would
+re-score this model on its own training clips.
+
 ``reports/training/<arch>.csv`` holds one row per epoch (DVC plots: training curves); it is
 rewritten after every epoch so a running stage can be watched with ``dvc plots show``.
 
@@ -37,6 +41,7 @@ from genreflow.config import FeatureParams, Params, TrainParams
 from genreflow.features.frontend import LogMelFrontend, n_segments
 from genreflow.features.store import FeatureStore
 from genreflow.paths import Layout
+from genreflow.split_lists import log_training_tracks
 from genreflow.tracking import configure_mlflow, find_run, training_run
 
 log = logging.getLogger(__name__)
@@ -352,6 +357,7 @@ def train_stage(
             },
         )
         mlflow.log_artifact(str(plots_path(layout, arch)), artifact_path="training")
+        log_training_tracks(layout.validated_manifest)
         example = example_waveforms(store, layout, feature_params)
         info = log_serving_model(classifier, feature_params, genres, example)
         summary = {
