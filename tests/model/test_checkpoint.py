@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,15 @@ from genreflow.training.checkpoint import (
     load_checkpoint,
     restore_rng,
     save_checkpoint,
+    stale_reasons,
 )
-from genreflow.training.loop import train_classifier
+from genreflow.training.code_identity import (
+    changed_files,
+    code_hashes,
+    package_root,
+    weight_shaping_files,
+)
+from genreflow.training.loop import EpochMetrics, train_classifier
 
 N_MELS, N_FRAMES, N_CLASSES = 8, 12, 3
 PARAMS = TrainParams(
@@ -54,10 +62,17 @@ def store(tmp_path_factory) -> FeatureStore:
     return FeatureStore.load(root)
 
 
-def run(store: FeatureStore, path: Path, seed: int = 0):
+def run(store: FeatureStore, path: Path, seed: int = 0, on_epoch=None):
     model = build_classifier(PARAMS, N_MELS, N_FRAMES, N_CLASSES)
     result = train_classifier(
-        model, store, PARAMS, seed, path, device=torch.device("cpu"), progress=False
+        model,
+        store,
+        PARAMS,
+        seed,
+        path,
+        on_epoch=on_epoch,
+        device=torch.device("cpu"),
+        progress=False,
     )
     return model, result
 
@@ -172,3 +187,150 @@ def test_config_hash_is_stable_and_sensitive() -> None:
     b = {"seed": 1, "params": {"channels": [1, 2], "lr": 0.1}}
     assert config_hash(a) == config_hash(b)
     assert config_hash(a) != config_hash({**a, "seed": 2})
+
+
+# --------------------------------------------------------------------------- code identity
+EDITED_FILE = "models/cnn.py"
+
+
+@pytest.fixture(scope="module")
+def edited_sources(tmp_path_factory) -> Path:
+    """A copy of the package sources with the CNN's activation swapped (ReLU -> GELU).
+
+    The kind of edit that keeps every ``state_dict`` key, so old weights would load into the
+    new architecture without complaint: only the code identity can tell them apart.
+    """
+    root = tmp_path_factory.mktemp("sources") / "genreflow"
+    shutil.copytree(package_root(), root, ignore=shutil.ignore_patterns("__pycache__"))
+    cnn = root / EDITED_FILE
+    text = cnn.read_text()
+    assert "nn.ReLU(inplace=True), nn.MaxPool2d" in text
+    cnn.write_text(text.replace("nn.ReLU(inplace=True), nn.MaxPool2d", "nn.GELU(), nn.MaxPool2d"))
+    return root
+
+
+def finished_checkpoint(store: FeatureStore, path: Path) -> dict:
+    run(store, path)
+    state = load_checkpoint(path)
+    assert state is not None and state["finished"]
+    return state
+
+
+def rewrite_config(path: Path, state: dict, **changes) -> None:
+    """Save ``state`` as if it had been trained under its config with ``changes`` applied.
+
+    The key is recomputed from the edited config, as the loop would have written it.
+    """
+    config = {**state["config"], **changes}
+    body = {k: v for k, v in state.items() if k != "format"}
+    save_checkpoint(path, {**body, "config": config, "config_hash": config_hash(config)})
+
+
+def test_code_identity_covers_the_weight_shaping_sources(edited_sources) -> None:
+    files = weight_shaping_files(package_root())
+    assert {"models/cnn.py", "models/crnn.py", "training/loop.py", "features/frontend.py"} <= set(
+        files
+    )
+    assert not {"features/store.py", "tracking.py", "config.py"} & set(files)
+    assert files == sorted(files)
+    # a byte-identical copy has the same identity: paths are relative to the package root
+    pristine = edited_sources.parent / "pristine"
+    shutil.copytree(package_root(), pristine, ignore=shutil.ignore_patterns("__pycache__"))
+    assert code_hashes(pristine) == code_hashes()
+    assert changed_files(code_hashes(), code_hashes(edited_sources)) == [EDITED_FILE]
+
+
+def test_checkpoint_stores_its_identity(store, tmp_path) -> None:
+    state = finished_checkpoint(store, tmp_path / "ckpt.pt")
+    assert state["config"]["code"] == code_hashes()
+    assert state["config"]["torch"] == torch.__version__
+    assert state["config_hash"] == config_hash(state["config"])
+
+
+def test_finished_checkpoint_from_other_code_retrains(
+    store, tmp_path, reference, caplog, edited_sources
+) -> None:
+    """The bug: a finished checkpoint of other code was reused, its weights logged anew."""
+    path = tmp_path / "ckpt.pt"
+    state = finished_checkpoint(store, path)
+    rewrite_config(path, state, code=code_hashes(edited_sources))
+    assert_restarted_cleanly(store, path, reference, caplog, f"code changed ({EDITED_FILE})")
+    assert f"checkpoint {path} is stale" in caplog.text
+    assert load_checkpoint(path)["config"]["code"] == code_hashes()
+
+
+def test_unfinished_checkpoint_from_other_torch_retrains(store, tmp_path, reference, caplog):
+    """Never resume across torch versions either: numerics and initialisers may differ."""
+    path = tmp_path / "ckpt.pt"
+    state = interrupted_checkpoint(store, path)
+    rewrite_config(path, state, torch="2.0.0")
+    assert_restarted_cleanly(store, path, reference, caplog, f"torch 2.0.0 -> {torch.__version__}")
+
+
+def test_checkpoint_without_identity_retrains(store, tmp_path, reference, caplog) -> None:
+    """A checkpoint written before the config was stored in it cannot prove its code."""
+    path = tmp_path / "ckpt.pt"
+    state = finished_checkpoint(store, path)
+    body = {k: v for k, v in state.items() if k not in ("format", "config")}
+    save_checkpoint(path, {**body, "config_hash": "0" * 64})
+    assert_restarted_cleanly(store, path, reference, caplog, "records no training identity")
+
+
+def interrupted_checkpoint(store: FeatureStore, path: Path) -> dict:
+    """The checkpoint a stage killed right after epoch 1 leaves behind."""
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(metrics: EpochMetrics) -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        run(store, path, on_epoch=kill_after_first)
+    state = load_checkpoint(path)
+    assert state is not None and state["epoch"] == 1 and not state["finished"]
+    return state
+
+
+def test_same_code_resumes_and_then_skips(store, tmp_path, reference, caplog) -> None:
+    path = tmp_path / "ckpt.pt"
+    interrupted_checkpoint(store, path)
+    model, resumed = run(store, path)
+    assert resumed.resumed_from_epoch == 1
+    ref_weights, _ = reference
+    assert all(torch.equal(v, ref_weights[k]) for k, v in weights(model).items())
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        _, skipped = run(store, path)
+    assert skipped.resumed_from_epoch == PARAMS.epochs
+    assert "already finished" in caplog.text and "stale" not in caplog.text
+
+
+def test_stale_reasons_name_what_changed() -> None:
+    old = {
+        "code": {"models/cnn.py": "a", "training/loop.py": "b", "models/old.py": "c"},
+        "torch": "2.14.1",
+        "params": {"lr": 0.1, "augment": {"mixup_alpha": 0.0}, "epochs": 2},
+        "seed": 0,
+        "store_content": "f" * 64,
+        "genres": ["a", "b"],
+    }
+    new = {
+        "code": {"models/cnn.py": "A", "training/loop.py": "b", "models/new.py": "d"},
+        "torch": "2.15.0",
+        "params": {"lr": 0.2, "augment": {"mixup_alpha": 0.2}, "epochs": 2},
+        "seed": 1,
+        "store_content": "e" * 64,
+        "genres": ["a", "c"],
+    }
+    assert stale_reasons(old, new) == [
+        "code changed (models/cnn.py, models/new.py, models/old.py)",
+        "genres changed",
+        "params changed: augment.mixup_alpha, lr",
+        "seed 0 -> 1",
+        f"store_content {'f' * 12} -> {'e' * 12}",
+        "torch 2.14.1 -> 2.15.0",
+    ]
+    assert stale_reasons(old, old) == ["training config changed"]
+    assert stale_reasons(None, new) == [
+        "it records no training identity (written by an older genreflow)"
+    ]

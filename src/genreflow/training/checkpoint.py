@@ -3,6 +3,10 @@
 DVC 3 has no checkpoint support, so the training stages keep this file as a ``persist: true``
 output. Everything needed for a bit-identical continuation lives in it: weights, optimizer
 and scheduler state, every RNG, the history and the best-so-far state.
+
+It is keyed by :func:`config_hash` of everything that shapes the weights (params, seed,
+feature-store content, the code identity of :mod:`genreflow.training.code_identity`) and also
+stores that config, so a stale checkpoint can say what changed (:func:`stale_reasons`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 import torch
 
 from genreflow.atomic import atomic_path
+from genreflow.config import flatten
 from genreflow.errors import GenreflowError
 
 CHECKPOINT_FORMAT = "genreflow-train-checkpoint/1"
@@ -41,10 +46,56 @@ class CheckpointError(GenreflowError, RuntimeError):
     """The checkpoint file exists but cannot be used; the message names file and reason."""
 
 
+def plain_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` as JSON would give it back (tuples become lists, odd types strings).
+
+    The checkpoint stores this form, so the stored and the current config compare equal
+    exactly when their :func:`config_hash` does.
+    """
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """Stable hash of the training configuration (JSON with sorted keys)."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
+
+
+def stale_reasons(stored: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """Why a checkpoint made under ``stored`` config is stale now, one phrase per change.
+
+    Names what changed (files, the torch version, param keys) so a retrain is explained in
+    the stage log instead of looking like a lost checkpoint. ``stored`` is ``None`` for a
+    checkpoint written before the config was kept in it.
+    """
+    if stored is None:
+        return ["it records no training identity (written by an older genreflow)"]
+    reasons = []
+    for key in sorted(set(stored) | set(current)):
+        old, new = stored.get(key), current.get(key)
+        if old != new:
+            reasons.append(_describe_change(key, old, new))
+    return reasons or ["training config changed"]
+
+
+def _describe_change(key: str, old: Any, new: Any) -> str:
+    if key == "code" and isinstance(old, dict) and isinstance(new, dict):
+        return f"code changed ({', '.join(_changed_keys(old, new))})"
+    if isinstance(old, dict) and isinstance(new, dict):
+        return f"{key} changed: {', '.join(_changed_keys(flatten(old), flatten(new)))}"
+    if isinstance(old, dict | list) or isinstance(new, dict | list):
+        return f"{key} changed"
+    return f"{key} {_short(old)} -> {_short(new)}"
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def _short(value: Any) -> str:
+    """Scalars as written; long strings (content hashes) cut to 12 characters."""
+    text = str(value)
+    return text[:12] if isinstance(value, str) and len(text) > 16 else text
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -39,10 +39,13 @@ from genreflow.training.checkpoint import (
     capture_rng,
     config_hash,
     load_checkpoint,
+    plain_config,
     restore_rng,
     save_checkpoint,
+    stale_reasons,
 )
 from genreflow.training.clip_metrics import clip_accuracy
+from genreflow.training.code_identity import code_identity
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +254,14 @@ def predict_segments(
 
 
 def _config(params: TrainParams, seed: int, store: FeatureStore, device: torch.device) -> dict:
+    """Everything that shapes the weights: the checkpoint's key, and stored in it.
+
+    Includes the code identity (source of models/, training/, features/frontend.py and the
+    torch version): a finished checkpoint from other code must be retrained, not reused.
+    """
     index = store.index
     return {
+        **code_identity(),
         "params": to_dict(params),
         "seed": seed,
         "store_shape": list(store.features.shape),
@@ -303,7 +312,8 @@ def train_classifier(
     n_classes = len(store.genres)
     mean, std = input_stats(train_host)
     del train_host
-    chash = config_hash(_config(params, seed, store, device))
+    config = plain_config(_config(params, seed, store, device))
+    chash = config_hash(config)
     gen = torch.Generator(device=device)
 
     def fresh_start() -> tuple[torch.optim.Optimizer, Any]:
@@ -329,8 +339,9 @@ def train_classifier(
     ckpt = _read_checkpoint(checkpoint_path)
     if ckpt is not None and ckpt["config_hash"] != chash:
         log.warning(
-            "%s: checkpoint was made with a different training config; training from scratch",
+            "checkpoint %s is stale: %s; training from scratch (different training config)",
             checkpoint_path,
+            "; ".join(stale_reasons(ckpt.get("config"), config)),
         )
         ckpt = None
     if ckpt is not None:
@@ -423,6 +434,7 @@ def train_classifier(
                 checkpoint_path,
                 {
                     "config_hash": chash,
+                    "config": config,
                     "epoch": epoch,
                     "finished": finished,
                     "model": _state_cpu(classifier),
