@@ -12,15 +12,20 @@ from pathlib import Path
 
 
 def find_repo_root(start: Path | None = None) -> Path:
-    """The repository root: ``$DVC_ROOT`` when DVC runs us, else the nearest dir with dvc.yaml."""
-    env_root = os.environ.get("DVC_ROOT")
-    if env_root:
-        return Path(env_root).resolve()
+    """The repository root: the nearest directory (from ``start`` or the current one) holding
+    ``dvc.yaml`` or ``params.yaml``; ``$DVC_ROOT`` only when there is none.
+
+    The working directory comes first because DVC 3.67 sets ``DVC_ROOT`` to the *parent*
+    repository even when ``dvc exp run --temp`` or a queued experiment runs the stages in a
+    copy under ``.dvc/tmp/exps/``: trusting it would read the parent's params and write the
+    parent's models.
+    """
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
         if (candidate / "dvc.yaml").is_file() or (candidate / "params.yaml").is_file():
             return candidate
-    return here
+    env_root = os.environ.get("DVC_ROOT")
+    return Path(env_root).resolve() if env_root else here
 
 
 @dataclass(frozen=True)

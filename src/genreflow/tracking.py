@@ -3,9 +3,11 @@
 Why the details matter:
 
 - The tracking URI is always **absolute** (``sqlite:////abs/path/mlflow.db``). ``dvc exp run
-  --temp`` / ``--queue`` execute in a throwaway copy under ``.dvc/tmp/exps/``; a relative URI (or
-  one derived from that copy) would put the runs in the copy and lose them. :func:`tracking_root`
-  maps such a copy back to the real repository.
+  --temp`` / ``--queue`` execute in a throwaway copy under ``.dvc/tmp/exps/`` (DVC 3.67:
+  ``--temp`` in ``.dvc/tmp/exps/standalone/tmpXXXX``, a celery queue worker in
+  ``.dvc/tmp/exps/tmpXXXX``); a relative URI (or one derived from that copy) would put the
+  runs in the copy and lose them. :func:`tracking_root` maps any such copy back to the real
+  repository.
 - The experiment's artifact location is pinned next to ``mlflow.db`` (``mlruns/``). MLflow's
   default is ``./mlruns`` relative to the *current directory*, which again would be the copy.
 - Nothing here runs at import time: the URI is set by :func:`configure_mlflow`, which every
@@ -48,18 +50,16 @@ _NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "git")
 def tracking_root(root: Path) -> Path:
     """The repository whose ``mlflow.db`` should receive runs started from ``root``.
 
-    ``root`` is normally returned unchanged; for a DVC temporary experiment workspace
-    (``<repo>/.dvc/tmp/exps/<tmpdir>``) it is the repository that owns the ``.dvc`` directory.
+    ``root`` is normally returned unchanged. Anywhere below ``<repo>/.dvc/tmp/exps/``, at any
+    depth, it is ``<repo>``: DVC's experiment workspaces live there (3.67: ``--temp`` in
+    ``standalone/tmpXXXX``, a celery queue worker in ``tmpXXXX``; other versions nest
+    differently) and are deleted after the run, so runs logged there would be lost. The
+    outermost such ``.dvc`` wins: a workspace made inside a workspace is just as throwaway.
     """
     root = Path(root).resolve()
-    parents = root.parents
-    if (
-        len(parents) >= 4
-        and parents[0].name == "exps"
-        and parents[1].name == "tmp"
-        and parents[2].name == ".dvc"
-    ):
-        return parents[3]
+    for exps in reversed(root.parents):  # outermost first
+        if exps.name == "exps" and exps.parent.name == "tmp" and exps.parent.parent.name == ".dvc":
+            return exps.parent.parent.parent
     return root
 
 

@@ -43,13 +43,38 @@ def test_tracking_uri_env_override(tmp_path, monkeypatch):
     assert resolve_tracking_uri(tmp_path) == "http://127.0.0.1:5000"
 
 
-def test_dvc_temp_experiment_dir_maps_to_the_real_repo(no_env, tmp_path):
+# Where DVC 3.67 runs stage commands, relative to the repository (observed with a stage that
+# records os.getcwd(); sources: dvc/repo/experiments/queue/tempdir.py, queue/tasks.py,
+# executor/local.py). The celery worker keeps its own state in .dvc/tmp/exps/celery/.
+EXPERIMENT_WORKSPACES = {
+    "exp run --queue (celery worker)": ".dvc/tmp/exps/tmpxp4s0mf5",
+    "exp run --temp": ".dvc/tmp/exps/standalone/tmpxucrbai3",
+    "celery state dir": ".dvc/tmp/exps/celery/tmpq1w2e3r4",
+    "stage wdir inside --temp": ".dvc/tmp/exps/standalone/tmpxucrbai3/sub/stage",
+    "workspace of a workspace": ".dvc/tmp/exps/standalone/tmpa/.dvc/tmp/exps/tmpb",
+}
+
+
+@pytest.mark.parametrize("rel", EXPERIMENT_WORKSPACES.values(), ids=EXPERIMENT_WORKSPACES.keys())
+def test_dvc_experiment_workspaces_map_to_the_real_repo(no_env, tmp_path, rel):
     repo = tmp_path / "repo"
-    temp = repo / ".dvc" / "tmp" / "exps" / "tmpab12cd"
-    temp.mkdir(parents=True)
-    assert tracking_root(temp) == repo.resolve()
-    assert resolve_tracking_uri(temp) == f"sqlite:///{(repo / 'mlflow.db').resolve().as_posix()}"
-    assert tracking_root(repo) == repo.resolve()
+    workspace = repo / rel
+    workspace.mkdir(parents=True)
+    assert tracking_root(workspace) == repo.resolve()
+    assert resolve_tracking_uri(workspace) == (
+        f"sqlite:///{(repo / 'mlflow.db').resolve().as_posix()}"
+    )
+
+
+@pytest.mark.parametrize(
+    "rel",
+    ["", "stages", ".dvc/tmp/exps", "x/tmp/exps/tmpz", ".dvc/exps/tmpz", "dvc/tmp/exps/tmpz"],
+)
+def test_other_dirs_keep_their_own_store(no_env, tmp_path, rel):
+    """Only a real ``.dvc/tmp/exps`` chain above the dir redirects its runs."""
+    path = tmp_path / "repo" / rel
+    path.mkdir(parents=True, exist_ok=True)
+    assert tracking_root(path) == path.resolve()
 
 
 def test_import_has_no_side_effects(no_env, tmp_path):
