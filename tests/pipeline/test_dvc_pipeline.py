@@ -105,6 +105,36 @@ def first_run(repo: Path) -> subprocess.CompletedProcess:
     return dvc(repo, "repro")
 
 
+def _champion(client) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias("genre-classifier", "champion").version)
+    except MlflowException:
+        return None
+
+
+@pytest.fixture(scope="module")
+def champion(repo: Path, first_run) -> str:
+    """The champion version. Three clips per genre give the gate too little evidence to beat
+    the baseline, so a person would promote by hand, and so does this fixture."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    current = _champion(client)
+    if current is not None:
+        return current
+    chosen = json.loads((repo / "reports/promotion.json").read_text())["decisions"][0]
+    proc = subprocess.run(
+        [str(VENV_BIN / "genreflow"), "promote", chosen["version"]],
+        cwd=repo, capture_output=True, text=True, timeout=300, env=clean_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _champion(client) == chosen["version"]
+    return chosen["version"]
+
+
 def test_repro_runs_all_six_stages_and_writes_outputs(repo, first_run):
     assert stages_run(first_run) == ALL_STAGES
     raw = pd.read_csv(repo / "data/raw/manifest.csv")
@@ -125,12 +155,15 @@ def test_repro_runs_all_six_stages_and_writes_outputs(repo, first_run):
         history = pd.read_csv(repo / f"reports/training/{arch}.csv")
         assert list(history["epoch"]) == [1, 2]
     metrics = json.loads((repo / "reports/metrics.json").read_text())
+    for arch in ("cnn", "crnn"):  # the reported accuracy is the per-clip confusion rows'
+        rows = json.loads((repo / f"reports/evaluate/confusion_{arch}.json").read_text())
+        hits = np.mean([r["actual"] == r["predicted"] for r in rows])
+        assert metrics[arch]["accuracy"] == pytest.approx(hits)
     for arch in ("cnn", "crnn", "baseline"):
-        assert 0.0 <= metrics[arch]["accuracy"] <= 1.0
-        assert metrics[arch]["accuracy_ci95_low"] <= metrics[arch]["accuracy"]
+        m = metrics[arch]
+        assert m["accuracy_ci95_low"] <= m["accuracy"] <= m["accuracy_ci95_high"]
     # the tracking store is the absolute sqlite file at the copy's root
     assert (repo / "mlflow.db").is_file()
-    assert not (REPO / "data/raw").exists() or repo != REPO
 
 
 def test_mlflow_holds_both_runs_versions_and_champion(repo, first_run):
@@ -150,11 +183,17 @@ def test_mlflow_holds_both_runs_versions_and_champion(repo, first_run):
         assert sorted(m.step for m in history) == [1, 2]
     versions = client.search_model_versions("name='genre-classifier'")
     assert {v.tags.get("arch") for v in versions} == {"cnn", "crnn"}
-    champion = client.get_model_version_by_alias("genre-classifier", "champion")
-    assert champion.version in {v.version for v in versions}
     assert all(v.current_stage in (None, "None") for v in versions)  # no deprecated stages
-    decisions = json.loads((repo / "reports/promotion.json").read_text())
-    assert decisions
+    promotion = json.loads((repo / "reports/promotion.json").read_text())
+    chosen, other = promotion["decisions"]
+    assert chosen["selected"] and other["decision"] == "not-selected"
+    # the registry's alias agrees with what the report says happened
+    champion = _champion(client)
+    assert champion == promotion["champion_version"]
+    assert (chosen["decision"] == "promoted") == (champion == chosen["version"])
+    assert chosen["reference"] == "baseline" and chosen["evidence"]["n_clips"] == len(
+        json.loads((repo / "reports/evaluate/confusion_cnn.json").read_text())
+    )
 
 
 def test_second_repro_runs_nothing(repo, first_run):
@@ -167,7 +206,7 @@ def test_metrics_and_plots_commands_work(repo, first_run):
     dvc(repo, "plots", "show", "--json")
 
 
-def test_no_train_serve_skew_for_the_champion(repo, first_run):
+def test_no_train_serve_skew_for_the_champion(repo, champion):
     """The registry model fed raw test waveforms predicts what the feature path predicts."""
     import mlflow
 
@@ -206,7 +245,7 @@ def test_no_train_serve_skew_for_the_champion(repo, first_run):
         assert torch.allclose(served(one[None]), expected.mean(0, keepdim=True), atol=1e-4)
 
 
-def test_predict_command_uses_the_champion(repo, first_run):
+def test_predict_command_uses_the_champion(repo, champion):
     validated = pd.read_csv(repo / "data/validated/manifest.csv")
     clip = validated[validated["split"] == "test"]["path"].iloc[0]
     proc = subprocess.run(
@@ -225,7 +264,7 @@ def test_predict_command_uses_the_champion(repo, first_run):
     assert missing.returncode == 1 and "no/such.wav: file not found" in missing.stderr
 
 
-def test_manual_promote_and_rollback_move_the_alias(repo, first_run):
+def test_manual_promote_and_rollback_move_the_alias(repo, champion):
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{repo / 'mlflow.db'}"
@@ -248,20 +287,6 @@ def test_manual_promote_and_rollback_move_the_alias(repo, first_run):
 def test_lstm_param_change_reruns_only_train_lstm_and_evaluate(repo, first_run):
     edit_params(repo, train_lstm={"lr": 0.005})
     assert stages_run(dvc(repo, "repro")) == {"train_lstm", "evaluate"}
-
-
-def test_promotion_decisions_follow_the_margin_rule(repo, first_run):
-    """Force a worse candidate (1 epoch, tiny lr) and check each recorded decision."""
-    edit_params(repo, train_cnn={"epochs": 1, "lr": 1e-6})
-    assert stages_run(dvc(repo, "repro")) == {"train_cnn", "evaluate"}
-    report = json.loads((repo / "reports/promotion.json").read_text())
-    margin = yaml.safe_load((repo / "params.yaml").read_text())["evaluate"]["promotion_margin"]
-    decisions = report["decisions"] if isinstance(report, dict) else report
-    assert decisions
-    for d in decisions:
-        champion = d.get("champion_accuracy")
-        expected = champion is None or d["candidate_accuracy"] > champion + margin
-        assert d["promoted"] == expected, d
 
 
 def test_features_param_change_skips_fetch_and_validate(repo, first_run):
