@@ -244,7 +244,7 @@ def test_champion_that_trained_on_test_tracks_is_not_rescored(registry, clips, t
             "split": ["train", "val", "train"],
         }
     ).to_csv(manifest, index=False)
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=client.create_experiment("lists")) as run:
         log_training_tracks(manifest)
     client.set_model_version_tag(NAME, "1", "run_id", run.info.run_id)
     promote(NAME, 1, layout)
