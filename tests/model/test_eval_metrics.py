@@ -87,11 +87,11 @@ def test_bootstrap_narrows_with_more_clips_and_matches_normal_approximation() ->
 
 
 def test_bootstrap_blocks_do_not_change_the_draws(monkeypatch: pytest.MonkeyPatch) -> None:
-    import genreflow.evaluation.metrics as metrics
+    import genreflow.bootstrap as bootstrap
 
     c = _correct(80, 0.55)
     whole = bootstrap_accuracy_ci(c, 300, seed=7)
-    monkeypatch.setattr(metrics, "_MAX_BLOCK", 80 * 7)  # 7 resamples per block
+    monkeypatch.setattr(bootstrap, "MAX_BLOCK", 80 * 7)  # 7 resamples per block
     assert bootstrap_accuracy_ci(c, 300, seed=7) == whole
 
 

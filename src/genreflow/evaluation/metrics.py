@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-# Upper bound on the (resamples x clips) index block drawn at once, to bound memory.
-_MAX_BLOCK = 4_000_000
+from genreflow.bootstrap import resampled_means
 
 
 @dataclass
@@ -48,21 +47,9 @@ def bootstrap_accuracy_ci(
     ``seed``, so the interval is reproducible run to run. Draws are made in blocks so memory
     stays bounded for large test sets.
     """
-    correct = np.asarray(correct, dtype=np.float64).ravel()
-    n = correct.size
-    if n == 0:
-        raise ValueError("bootstrap_accuracy_ci: no clips to resample (empty `correct`)")
-    if samples < 1:
-        raise ValueError(f"bootstrap_accuracy_ci: samples must be >= 1, got {samples}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"bootstrap_accuracy_ci: level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    block = max(1, _MAX_BLOCK // n)
-    means = np.empty(samples, dtype=np.float64)
-    for start in range(0, samples, block):
-        stop = min(samples, start + block)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = correct[idx].mean(axis=1)
+    means = resampled_means(correct, samples, seed)
     alpha = 1.0 - level
     low, high = np.quantile(means, [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(low), float(high)

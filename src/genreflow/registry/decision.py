@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-#: Bootstrap resamples are drawn in blocks of this many, to bound memory for large test sets.
-_BLOCK = 256
+from genreflow.bootstrap import resampled_means
 
 
 @dataclass(frozen=True)
@@ -82,12 +81,7 @@ def paired_bootstrap(
     if not 0.0 < alpha < 0.5:
         raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
     per_clip = cand.astype(np.int8) - ref.astype(np.int8)  # -1, 0 or +1 per clip
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(samples, dtype=np.float64)
-    for start in range(0, samples, _BLOCK):
-        stop = min(start + _BLOCK, samples)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        diffs[start:stop] = per_clip[idx].mean(axis=1)
+    diffs = resampled_means(per_clip, samples, seed)  # clips resampled, both models together
     low, high = np.quantile(diffs, [alpha, 1.0 - alpha])
     return PairedEvidence(
         n_clips=int(n),
