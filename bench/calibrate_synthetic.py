@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 
 from genreflow.config import FeatureParams, load_params
 from genreflow.features.frontend import LogMelFrontend
-from genreflow.sources.synthetic import generate_corpus
+from genreflow.sources.synthetic.corpus import generate_corpus
 
 
 def _cpu_s() -> float:
@@ -66,12 +66,14 @@ def clip_features(waves: list[np.ndarray], fp: FeatureParams) -> np.ndarray:
     return np.stack(feats)
 
 
-def logreg(x: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, te: np.ndarray,
-           seed: int) -> tuple[float, float, float, np.ndarray]:
+def logreg(
+    x: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, te: np.ndarray, seed: int
+) -> tuple[float, float, float, np.ndarray]:
     best = None
     for c in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0):
-        model = make_pipeline(StandardScaler(),
-                              LogisticRegression(C=c, max_iter=5000, random_state=seed))
+        model = make_pipeline(
+            StandardScaler(), LogisticRegression(C=c, max_iter=5000, random_state=seed)
+        )
         model.fit(x[tr], y[tr])
         acc = accuracy_score(y[va], model.predict(x[va]))
         if best is None or acc > best[0]:
@@ -81,8 +83,15 @@ def logreg(x: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, te: np.
     return val_acc, c, accuracy_score(y[te], pred), pred
 
 
-def cnn_check(waves: list[np.ndarray], y: np.ndarray, tr: np.ndarray, te: np.ndarray,
-              fp: FeatureParams, epochs: int, seed: int) -> tuple[float, float]:
+def cnn_check(
+    waves: list[np.ndarray],
+    y: np.ndarray,
+    tr: np.ndarray,
+    te: np.ndarray,
+    fp: FeatureParams,
+    epochs: int,
+    seed: int,
+) -> tuple[float, float]:
     """Small CNN on 3-s segments; returns (segment accuracy, clip accuracy by mean logits)."""
     torch.manual_seed(seed)
     fe = LogMelFrontend(fp)
@@ -94,12 +103,20 @@ def cnn_check(waves: list[np.ndarray], y: np.ndarray, tr: np.ndarray, te: np.nda
     x = (x - mu) / sd
     n_cls = int(y.max()) + 1
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+        torch.nn.Conv2d(1, 16, 3, padding=1),
+        torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU(),
         torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, padding=1),
+        torch.nn.BatchNorm2d(32),
+        torch.nn.ReLU(),
         torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.BatchNorm2d(64), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Dropout(0.3),
+        torch.nn.Conv2d(32, 64, 3, padding=1),
+        torch.nn.BatchNorm2d(64),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Dropout(0.3),
         torch.nn.Linear(64, n_cls),
     )
     xtr = x[tr].reshape(-1, 1, *x.shape[2:])
@@ -139,8 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # the machine is small and shared; threads only contend here
     params = load_params(args.params)
     syn = params.data.synthetic
-    overrides = {k: v for k, v in (("clips_per_genre", args.clips), ("duration_s", args.duration),
-                                   ("seed", args.seed), ("workers", args.workers)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("clips_per_genre", args.clips),
+            ("duration_s", args.duration),
+            ("seed", args.seed),
+            ("workers", args.workers),
+        )
+        if v is not None
+    }
     syn = dataclasses.replace(syn, **overrides)
     genres = list(params.data.genres)
     fp = params.features
@@ -153,9 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         paths = generate_corpus(syn, genres, out, progress=not args.no_progress)
         gen_s = time.perf_counter() - t0
         cpu_s = _cpu_s() - cpu0
-        print(f"generated {len(paths)} clips in {gen_s:.1f} s wall with {syn.workers} workers; "
-              f"{cpu_s:.1f} CPU-s in all ({cpu_s / len(paths) * 1000:.0f} ms/clip), i.e. "
-              f"~{cpu_s / max(1, min(syn.workers, os.cpu_count() or 1)):.0f} s on idle cores")
+        print(
+            f"generated {len(paths)} clips in {gen_s:.1f} s wall with {syn.workers} workers; "
+            f"{cpu_s:.1f} CPU-s in all ({cpu_s / len(paths) * 1000:.0f} ms/clip), i.e. "
+            f"~{cpu_s / max(1, min(syn.workers, os.cpu_count() or 1)):.0f} s on idle cores"
+        )
         waves, labels = [], []
         for p in paths:
             w, sr = sf.read(str(p), dtype="float32")
@@ -170,16 +197,20 @@ def main(argv: list[str] | None = None) -> int:
     # one BLAS thread: these fits are tiny, and an oversubscribed pool makes them 100x slower
     with threadpool_limits(limits=1):
         val_acc, c, test_acc, pred = logreg(x, y, tr, va, te, args.split_seed)
-    print(f"logistic regression on clip log-mel mean+std (C={c}): "
-          f"val {val_acc:.3f}  test {test_acc:.3f}  "
-          f"(n_test={len(te)}, chance {1 / len(genres):.2f})")
+    print(
+        f"logistic regression on clip log-mel mean+std (C={c}): "
+        f"val {val_acc:.3f}  test {test_acc:.3f}  "
+        f"(n_test={len(te)}, chance {1 / len(genres):.2f})"
+    )
     accs = []
     for s in range(5):  # the 120-clip test set is noisy: also show the spread over splits
         tr_s, va_s, te_s = split_indices(y, 1000 + s)
         with threadpool_limits(limits=1):
             accs.append(logreg(x, y, tr_s, va_s, te_s, s)[2])
-    print(f"test accuracy over 5 other split seeds: mean {np.mean(accs):.3f} "
-          f"(min {np.min(accs):.3f}, max {np.max(accs):.3f})")
+    print(
+        f"test accuracy over 5 other split seeds: mean {np.mean(accs):.3f} "
+        f"(min {np.min(accs):.3f}, max {np.max(accs):.3f})"
+    )
     cm = confusion_matrix(y[te], pred, labels=range(len(genres)))
     width = max(len(g) for g in genres)
     print("confusion (rows true, cols predicted):")
@@ -189,11 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{g:>{width}} " + " ".join(f"{v:4d}" for v in cm[i]) + f"  {rec:.2f}")
     if args.cnn:
         t0 = time.perf_counter()
-        seg_acc, clip_acc = cnn_check(waves, y, np.concatenate([tr, va]), te, fp,
-                                      args.cnn_epochs, args.split_seed)
-        print(f"small CNN on 3-s segments ({args.cnn_epochs} epochs, "
-              f"{time.perf_counter() - t0:.0f} s): segment acc {seg_acc:.3f}, "
-              f"clip acc (mean logits) {clip_acc:.3f}")
+        seg_acc, clip_acc = cnn_check(
+            waves, y, np.concatenate([tr, va]), te, fp, args.cnn_epochs, args.split_seed
+        )
+        print(
+            f"small CNN on 3-s segments ({args.cnn_epochs} epochs, "
+            f"{time.perf_counter() - t0:.0f} s): segment acc {seg_acc:.3f}, "
+            f"clip acc (mean logits) {clip_acc:.3f}"
+        )
     return 0
 
 

@@ -3,7 +3,7 @@
 from genreflow.config import load_params
 from genreflow.paths import Layout
 from genreflow.runner import run_stage
-from genreflow.sources import fetch
+from genreflow.sources.stage import fetch
 
 
 def main() -> None:

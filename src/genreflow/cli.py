@@ -58,7 +58,7 @@ def _run(name: str, fn) -> None:
 @app.command()
 def fetch(root: RootOption = None, quiet: QuietOption = False) -> None:
     """Fetch raw audio per params `data` (synthetic, local or url) into data/raw/."""
-    from genreflow.sources import fetch as do_fetch
+    from genreflow.sources.stage import fetch as do_fetch
 
     def go() -> None:
         layout, params = _context(root)

@@ -20,9 +20,9 @@ import soundfile as sf
 
 from genreflow.config import DataParams, UrlParams
 from genreflow.paths import Layout
-from genreflow.sources import fetch
 from genreflow.sources.download import ChecksumMismatchError, DownloadError, download
 from genreflow.sources.manifest import read_manifest, sha256_file
+from genreflow.sources.stage import fetch
 
 PAYLOAD = random.Random(0).randbytes(200_000)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

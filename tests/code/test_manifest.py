@@ -12,7 +12,6 @@ import pytest
 
 from genreflow.config import DataParams, SyntheticParams
 from genreflow.paths import Layout
-from genreflow.sources import fetch
 from genreflow.sources.manifest import (
     MANIFEST_COLUMNS,
     read_manifest,
@@ -20,6 +19,7 @@ from genreflow.sources.manifest import (
     sha256_file,
     write_manifest,
 )
+from genreflow.sources.stage import fetch
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -74,7 +74,7 @@ def test_write_read_round_trip_and_bad_header(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- fetch dispatch
 @pytest.fixture
 def fake_synthetic(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    """Stand-in for genreflow.sources.synthetic that records its calls."""
+    """Stand-in for genreflow.sources.synthetic.corpus that records its calls."""
     calls: list[dict] = []
 
     def generate_corpus(
@@ -90,9 +90,9 @@ def fake_synthetic(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
                 written.append(_write(out_dir / "genres" / g / f"{g}.{i:05d}.wav", g.encode() * i))
         return written
 
-    module = types.ModuleType("genreflow.sources.synthetic")
+    module = types.ModuleType("genreflow.sources.synthetic.corpus")
     module.generate_corpus = generate_corpus  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "genreflow.sources.synthetic", module)
+    monkeypatch.setitem(sys.modules, "genreflow.sources.synthetic.corpus", module)
     return calls
 
 
@@ -147,9 +147,9 @@ def test_empty_source_is_an_error(tmp_path: Path, fake_synthetic) -> None:
 
 def test_real_synthetic_generator_through_fetch(tmp_path: Path) -> None:
     """With the real generator (another module), the manifest still covers every clip."""
-    synthetic = pytest.importorskip("genreflow.sources.synthetic")
+    synthetic = pytest.importorskip("genreflow.sources.synthetic.corpus")
     if not hasattr(synthetic, "generate_corpus"):
-        pytest.skip("genreflow.sources.synthetic.generate_corpus not written yet")
+        pytest.skip("genreflow.sources.synthetic.corpus.generate_corpus not written yet")
     layout = Layout(tmp_path)
     params = DataParams(
         genres=("blues", "metal"),

@@ -14,10 +14,10 @@ import soundfile as sf
 
 from genreflow.config import DataParams, LocalParams
 from genreflow.paths import Layout
-from genreflow.sources import fetch
 from genreflow.sources.archive import UnsupportedArchiveError
 from genreflow.sources.local import SourceError, find_gtzan_tree
 from genreflow.sources.manifest import MANIFEST_COLUMNS, read_manifest
+from genreflow.sources.stage import fetch
 
 GENRES = ("blues", "classical")
 # polka is not in GENRES: its file must still be fetched (validate quarantines it)

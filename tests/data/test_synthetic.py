@@ -11,13 +11,13 @@ import pytest
 import soundfile as sf
 
 from genreflow.config import GTZAN_GENRES, SyntheticParams
-from genreflow.sources import synth_styles as styles
-from genreflow.sources.synth_arrange import GROOVES, Arranger, draw_plan
-from genreflow.sources.synth_drums import KIT_STYLES
-from genreflow.sources.synth_instruments import BASE_TIMBRES
-from genreflow.sources.synth_mix import master, mix_buses
-from genreflow.sources.synth_theory import PROGRESSIONS
-from genreflow.sources.synthetic import clip_rng, generate_corpus, render_clip
+from genreflow.sources.synthetic import styles
+from genreflow.sources.synthetic.arrange import GROOVES, Arranger, draw_plan
+from genreflow.sources.synthetic.corpus import clip_rng, generate_corpus, render_clip
+from genreflow.sources.synthetic.drums import KIT_STYLES
+from genreflow.sources.synthetic.instruments import BASE_TIMBRES
+from genreflow.sources.synthetic.mix import master, mix_buses
+from genreflow.sources.synthetic.theory import PROGRESSIONS
 
 TINY = SyntheticParams(clips_per_genre=2, duration_s=2.0, sample_rate=22050, seed=123, workers=1)
 
@@ -38,8 +38,11 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
 
 def test_layout_and_names_are_gtzan(corpus: tuple[Path, list[Path]]) -> None:
     out, paths = corpus
-    expected = sorted(out / "genres" / g / f"{g}.{i:05d}.wav" for g in GTZAN_GENRES
-                      for i in range(TINY.clips_per_genre))
+    expected = sorted(
+        out / "genres" / g / f"{g}.{i:05d}.wav"
+        for g in GTZAN_GENRES
+        for i in range(TINY.clips_per_genre)
+    )
     assert paths == expected
     on_disk = sorted(p for p in out.rglob("*") if p.is_file())
     assert on_disk == expected  # no temp files or extras left behind
@@ -65,21 +68,21 @@ def test_same_seed_is_byte_identical_across_worker_counts(
 ) -> None:
     out1, paths1 = corpus
     out2 = tmp_path / "w2"
-    paths2 = generate_corpus(dataclasses.replace(TINY, workers=2), GTZAN_GENRES, out2,
-                             progress=False)
+    paths2 = generate_corpus(
+        dataclasses.replace(TINY, workers=2), GTZAN_GENRES, out2, progress=False
+    )
     assert [p.relative_to(out2) for p in paths2] == [p.relative_to(out1) for p in paths1]
     for a, b in zip(paths1, paths2, strict=True):
         assert a.read_bytes() == b.read_bytes(), a.name
     assert corpus_hash(paths1, out1) == corpus_hash(paths2, out2)
 
 
-def test_different_seed_changes_the_corpus(
-    corpus: tuple[Path, list[Path]], tmp_path: Path
-) -> None:
+def test_different_seed_changes_the_corpus(corpus: tuple[Path, list[Path]], tmp_path: Path) -> None:
     out1, paths1 = corpus
     genres = ("blues", "metal")
-    other = generate_corpus(dataclasses.replace(TINY, seed=TINY.seed + 1), genres, tmp_path,
-                            progress=False)
+    other = generate_corpus(
+        dataclasses.replace(TINY, seed=TINY.seed + 1), genres, tmp_path, progress=False
+    )
     same = [p for p in paths1 if p.parent.name in genres]
     assert corpus_hash(other, tmp_path) != corpus_hash(same, out1)
     for a, b in zip(same, other, strict=True):
@@ -111,7 +114,8 @@ def test_unknown_genre_raises_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="polka"):
         render_clip("polka", 0, TINY)
     assert not (tmp_path / "genres" / "blues").exists() or not any(
-        (tmp_path / "genres" / "blues").iterdir())
+        (tmp_path / "genres" / "blues").iterdir()
+    )
 
 
 def test_recipes_only_name_things_that_exist() -> None:
@@ -146,13 +150,15 @@ def test_every_style_option_renders_sound(plan_field: str, values: list[str]) ->
     sr, seconds = 16000, 1.5
     for i, value in enumerate(values):
         rng = clip_rng(7, "rock", i)
-        plan = dataclasses.replace(draw_plan("rock", rng), vocal=True, beats=3 + i % 2,
-                                   **{plan_field: value})
+        plan = dataclasses.replace(
+            draw_plan("rock", rng), vocal=True, beats=3 + i % 2, **{plan_field: value}
+        )
         arr = Arranger(plan, rng, sr, seconds)
         buses = arr.render()
         start = int(arr.offset * sr)
-        mixed = mix_buses({k: v[start : start + int(seconds * sr)] for k, v in buses.items()},
-                          plan, rng, sr)
+        mixed = mix_buses(
+            {k: v[start : start + int(seconds * sr)] for k, v in buses.items()}, plan, rng, sr
+        )
         y = master(mixed, plan, rng, sr)
         assert np.all(np.isfinite(y)), value
         assert np.max(np.abs(y)) < 0.95, value

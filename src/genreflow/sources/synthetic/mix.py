@@ -11,13 +11,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 
-from genreflow.sources import synth_dsp as dsp
-from genreflow.sources.synth_arrange import GUITARS, ClipPlan
+from genreflow.sources.synthetic import dsp
+from genreflow.sources.synthetic.arrange import GUITARS, ClipPlan
 
-BUS_DB: dict[str, float] = {"drums": 0.0, "bass": -2.0, "comp": -4.0, "lead": -4.0,
-                            "vocal": -2.0}
-REVERB_SEND: dict[str, float] = {"drums": 0.4, "bass": 0.05, "comp": 1.0, "lead": 1.0,
-                                 "vocal": 1.0}
+BUS_DB: dict[str, float] = {"drums": 0.0, "bass": -2.0, "comp": -4.0, "lead": -4.0, "vocal": -2.0}
+REVERB_SEND: dict[str, float] = {"drums": 0.4, "bass": 0.05, "comp": 1.0, "lead": 1.0, "vocal": 1.0}
 PEAK_MAX = 0.89  # -1 dBFS: far from full scale after 16-bit rounding
 
 
@@ -30,8 +28,9 @@ def _norm(x: np.ndarray, target_rms: float = 0.1) -> np.ndarray:
     return x * (target_rms / r) if r > 1e-8 else x
 
 
-def mix_buses(buses: dict[str, np.ndarray], plan: ClipPlan, rng: np.random.Generator,
-              sr: int) -> np.ndarray:
+def mix_buses(
+    buses: dict[str, np.ndarray], plan: ClipPlan, rng: np.random.Generator, sr: int
+) -> np.ndarray:
     """Level, distort and echo each bus, then place them in one room; returns the mono mix."""
     out = np.zeros_like(next(iter(buses.values())))
     send = np.zeros_like(out)
@@ -48,8 +47,7 @@ def mix_buses(buses: dict[str, np.ndarray], plan: ClipPlan, rng: np.random.Gener
             x = _norm(dsp.soft_clip(x * 3.0, rng.uniform(4.0, 12.0)))
         if plan.echo and name in ("vocal", "comp"):  # dub / slap-back delay
             beat = 60.0 / plan.bpm
-            x = dsp.echo(x, int(beat * rng.choice([0.75, 1.0, 1.5]) * sr),
-                         rng.uniform(0.3, 0.55))
+            x = dsp.echo(x, int(beat * rng.choice([0.75, 1.0, 1.5]) * sr), rng.uniform(0.3, 0.55))
         db = BUS_DB[name] + plan.mix.get(name, 0.0) + rng.normal(0.0, 2.0)
         g = 10.0 ** (db / 20.0)
         out += g * x

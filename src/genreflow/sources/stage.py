@@ -58,7 +58,8 @@ def fetch(params: DataParams, layout: Layout, progress: bool = True) -> Path:
     rel_prefix = layout.raw_dir.relative_to(layout.root).as_posix()
     with atomic_dir(layout.raw_dir) as tmp:
         if archive is None:
-            from genreflow.sources.synthetic import generate_corpus  # heavy deps: load lazily
+            # heavy deps (numpy, scipy, the whole synthesiser): load only when used
+            from genreflow.sources.synthetic.corpus import generate_corpus
 
             generate_corpus(params.synthetic, params.genres, tmp, progress=progress)
         else:

@@ -4,7 +4,8 @@ Lets the whole pipeline run, and be tested, without downloading GTZAN. The clips
 to be *music-like and not trivially separable*: each genre is a style recipe (tempo, meter,
 swing, groove, bass line, harmony, instruments, structure, production) whose components
 overlap where real genres are confused, and every clip randomises key, tempo, mix, noise,
-EQ and loudness (see ``synth_styles`` and ``bench/calibrate_synthetic.py``).
+EQ and loudness (see :mod:`genreflow.sources.synthetic.styles` and
+``bench/calibrate_synthetic.py``).
 
 Each clip's random stream comes only from ``(seed, genre, index)`` through
 :class:`numpy.random.SeedSequence`, so the corpus is byte-identical whatever the number of
@@ -25,8 +26,8 @@ from tqdm import tqdm
 
 from genreflow.atomic import atomic_path
 from genreflow.config import GTZAN_GENRES, SyntheticParams
-from genreflow.sources.synth_arrange import Arranger, draw_plan
-from genreflow.sources.synth_mix import master, mix_buses
+from genreflow.sources.synthetic.arrange import Arranger, draw_plan
+from genreflow.sources.synthetic.mix import master, mix_buses
 
 
 def clip_rng(seed: int, genre: str, index: int) -> np.random.Generator:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from genreflow.sources import synth_dsp as dsp
-from genreflow.sources import synth_theory as th
-from genreflow.sources.synth_drums import make_kit
-from genreflow.sources.synth_instruments import BASE_TIMBRES, Voice, jitter_timbre
-from genreflow.sources.synth_styles import (
+from genreflow.sources.synthetic import dsp
+from genreflow.sources.synthetic import theory as th
+from genreflow.sources.synthetic.drums import make_kit
+from genreflow.sources.synthetic.instruments import BASE_TIMBRES, Voice, jitter_timbre
+from genreflow.sources.synthetic.styles import (
     BORROW,
     BORROW_SCALE,
     GROUPS,
@@ -38,8 +38,11 @@ GROOVES: dict[str, dict[str, dict[str, str]]] = {
     },
     "rock_drive": {
         "A": {"kick": "x...x...x...x...", "snare": "....X.......X...", "hat": "x.x.x.x.x.x.x.x."},
-        "B": {"kick": "x...x...x.x.x...", "snare": "....X.......X...",
-              "open_hat": "x.o.x.o.x.o.x.o."},
+        "B": {
+            "kick": "x...x...x.x.x...",
+            "snare": "....X.......X...",
+            "open_hat": "x.o.x.o.x.o.x.o.",
+        },
     },
     "rock_half": {
         "A": {"kick": "x.........x.....", "snare": "........X.......", "hat": "x.x.x.x.x.x.x.x."},
@@ -70,10 +73,18 @@ GROOVES: dict[str, dict[str, dict[str, str]]] = {
         "B": {"kick": "x...x...x...x...", "snare": "o.o.X.o.o.o.X.o.", "hat": "x.x.x.x.x.x.x.x."},
     },
     "disco": {
-        "A": {"kick": "x...x...x...x...", "snare": "....x.......x...", "hat": "x...x...x...x...",
-              "open_hat": "..x...x...x...x."},
-        "B": {"kick": "x...x...x...x...", "snare": "....X.......X...", "hat": "xoxoxoxoxoxoxoxo",
-              "open_hat": "..x...x...x...x."},
+        "A": {
+            "kick": "x...x...x...x...",
+            "snare": "....x.......x...",
+            "hat": "x...x...x...x...",
+            "open_hat": "..x...x...x...x.",
+        },
+        "B": {
+            "kick": "x...x...x...x...",
+            "snare": "....X.......X...",
+            "hat": "xoxoxoxoxoxoxoxo",
+            "open_hat": "..x...x...x...x.",
+        },
     },
     "pop": {
         "A": {"kick": "x.....x.x.......", "snare": "....x.......x...", "hat": "x.x.x.x.x.x.x.x."},
@@ -81,23 +92,39 @@ GROOVES: dict[str, dict[str, dict[str, str]]] = {
     },
     "pop_four": {
         "A": {"kick": "x...x...x...x...", "snare": "....x.......x...", "hat": "..x...x...x...x."},
-        "B": {"kick": "x...x...x...x...", "snare": "....X.......X...", "hat": "..x...x...x...x.",
-              "shaker": "xoxoxoxoxoxoxoxo"},
+        "B": {
+            "kick": "x...x...x...x...",
+            "snare": "....X.......X...",
+            "hat": "..x...x...x...x.",
+            "shaker": "xoxoxoxoxoxoxoxo",
+        },
     },
     "boombap": {
         "A": {"kick": "x......x..x.....", "snare": "....X.......X...", "hat": "x.o.x.o.x.o.x.oo"},
-        "B": {"kick": "x.x.......x..x..", "snare": "....X.......X..g", "hat": "x.o.x.o.x.o.x.o.",
-              "open_hat": "..............x."},
+        "B": {
+            "kick": "x.x.......x..x..",
+            "snare": "....X.......X..g",
+            "hat": "x.o.x.o.x.o.x.o.",
+            "open_hat": "..............x.",
+        },
     },
     "halftime": {
         "A": {"kick": "x.........x.....", "snare": "........X.......", "hat": "xoxoxoxoxoxoxoxo"},
-        "B": {"kick": "x.....x...x.....", "snare": "........X.......", "hat": "x.x.x.x.x.x.x.x.",
-              "open_hat": "......x.......x."},
+        "B": {
+            "kick": "x.....x...x.....",
+            "snare": "........X.......",
+            "hat": "x.x.x.x.x.x.x.x.",
+            "open_hat": "......x.......x.",
+        },
     },
     "one_drop": {
         "A": {"kick": "........x.......", "rim": "........x.......", "hat": "x.o.x.o.x.o.x.o."},
-        "B": {"kick": "........x.......", "snare": "........X.......", "hat": "x.o.x.o.x.o.x.o.",
-              "open_hat": "......x.......x."},
+        "B": {
+            "kick": "........x.......",
+            "snare": "........X.......",
+            "hat": "x.o.x.o.x.o.x.o.",
+            "open_hat": "......x.......x.",
+        },
     },
     "rockers": {
         "A": {"kick": "x...x...x...x...", "rim": "....x.......x...", "hat": "x.o.x.o.x.o.x.o."},
@@ -229,8 +256,9 @@ class Section:
     comp_echo: bool = False
 
 
-def plan_sections(structure: str, n_bars: int, phrase_bars: int,
-                  rng: np.random.Generator) -> list[Section]:
+def plan_sections(
+    structure: str, n_bars: int, phrase_bars: int, rng: np.random.Generator
+) -> list[Section]:
     """Cut the timeline into phrases and decide what plays in each (the long-range cues)."""
     out: list[Section] = []
     first_b = bool(rng.random() < 0.5)
@@ -283,8 +311,9 @@ class Arranger:
         self.scale = scale
         start = int(rng.integers(len(prog)))
         self.chords = [prog[(start + b) % len(prog)] for b in range(self.n_bars)]
-        self.buses = {b: np.zeros(self.n, np.float32) for b in
-                      ("drums", "bass", "comp", "lead", "vocal")}
+        self.buses = {
+            b: np.zeros(self.n, np.float32) for b in ("drums", "bass", "comp", "lead", "vocal")
+        }
 
     # ------------------------------------------------------------------ helpers
     def t(self, bar: int, step: float) -> float:
@@ -299,8 +328,9 @@ class Arranger:
     def put(self, bus: str, sound: np.ndarray, t0: float, gain: float = 1.0) -> None:
         dsp.add_at(self.buses[bus], sound, int(round(t0 * self.sr)), gain)
 
-    def play(self, bus: str, voice: Voice, midi: float, t0: float, dur: float, vel: float,
-             **kw: float) -> None:
+    def play(
+        self, bus: str, voice: Voice, midi: float, t0: float, dur: float, vel: float, **kw: float
+    ) -> None:
         if self.audible(t0, dur):
             self.put(bus, voice.note(midi, dur, vel, **kw), t0)
 
@@ -337,7 +367,7 @@ class Arranger:
                 continue
             pats = groove[sec.variant]
             last = bar == sec.start_bar + sec.bars - 1
-            fill = (last and self.p.groove not in _NO_FILL and self.rng.random() < 0.6)
+            fill = last and self.p.groove not in _NO_FILL and self.rng.random() < 0.6
             for drum, pat in pats.items():
                 for step, ch in enumerate(pat[: self.steps]):
                     if ch == "." or (fill and step >= self.steps - 4):
@@ -352,8 +382,9 @@ class Arranger:
             if fill:
                 names = ("snare", "snare", "tom_hi", "tom_lo")
                 for i, step in enumerate(range(self.steps - 4, self.steps)):
-                    self.put("drums", kit[names[i]], self.t(bar, step) + self.jitter(),
-                             0.6 + 0.1 * i)
+                    self.put(
+                        "drums", kit[names[i]], self.t(bar, step) + self.jitter(), 0.6 + 0.1 * i
+                    )
             if bar == sec.start_bar and sec.variant == "B" and not jazz:
                 self.put("drums", kit["crash"], self.t(bar, 0) + self.jitter(), 0.8)
 
@@ -386,8 +417,12 @@ class Arranger:
                 else:
                     notes = [(0, 7, low, 0.9), (8, 7, low + 7 - (12 if low > 38 else 0), 0.8)]
                     if rng.random() < 0.3:
-                        notes = [(0, 3.5, low, 0.9), (4, 3.5, low + 7, 0.7),
-                                 (8, 3.5, low + 12, 0.8), (12, 3.5, low + 7, 0.7)]
+                        notes = [
+                            (0, 3.5, low, 0.9),
+                            (4, 3.5, low + 7, 0.7),
+                            (8, 3.5, low + 12, 0.8),
+                            (12, 3.5, low + 7, 0.7),
+                        ]
             elif style == "boogie":
                 degs = (0, third, 7, 9, 10, 9, 7, third)
                 notes = [(2 * i, 1.8, low + degs[i % 8], 0.85) for i in range(S // 2)]
@@ -409,8 +444,15 @@ class Arranger:
             elif style == "octave":
                 notes = [(s, 1.5, low + (12 if (s // 2) % 2 else 0), 0.85) for s in range(0, S, 2)]
             elif style == "funk":
-                for s, oct_, vel in ((0, 0, 1.0), (3, 12, 0.6), (6, 0, 0.8), (7, 10, 0.5),
-                                     (10, 0, 0.9), (12, 12, 0.6), (14, 7, 0.7)):
+                for s, oct_, vel in (
+                    (0, 0, 1.0),
+                    (3, 12, 0.6),
+                    (6, 0, 0.8),
+                    (7, 10, 0.5),
+                    (10, 0, 0.9),
+                    (12, 12, 0.6),
+                    (14, 7, 0.7),
+                ):
                     if s < S:
                         notes.append((s, 1.2, low + oct_, vel))
             elif style == "sub808":
@@ -422,11 +464,17 @@ class Arranger:
             elif style == "sparse":
                 notes = [(s, ln, low + d, 0.9) for s, ln, d in sparse if s < S]
             elif style == "reggae":
-                notes = [(s, ln, low + (d if d != 10 or q != "maj" else 9), 0.9)
-                         for s, ln, d in reggae_line if s < S]
+                notes = [
+                    (s, ln, low + (d if d != 10 or q != "maj" else 9), 0.9)
+                    for s, ln, d in reggae_line
+                    if s < S
+                ]
             elif style == "pedal":
-                notes = [(0, S - 0.5, low, 0.8)] if rng.random() < 0.6 else [
-                    (0, S / 2 - 0.5, low, 0.8), (S / 2, S / 2 - 0.5, low + 7, 0.7)]
+                notes = (
+                    [(0, S - 0.5, low, 0.8)]
+                    if rng.random() < 0.6
+                    else [(0, S / 2 - 0.5, low, 0.8), (S / 2, S / 2 - 0.5, low + 7, 0.7)]
+                )
             elif style == "arp_bass":
                 degs = (0, 7, 12, 7)
                 notes = [(4 * i, 3.5, low + degs[i % 4], 0.7) for i in range(S // 4)]
@@ -473,13 +521,18 @@ class Arranger:
                 if light:
                     pat = [(0, 0.9), (8, 0.8)]
                 full = sorted({*th.voicing(root, q, 52, 3), *th.voicing(root, q, 64, 3)})
-                hits = [(s, 3.5, full if i % 2 == 0 else full[::-1], vel)
-                        for i, (s, vel) in enumerate(pat) if s < S]
+                hits = [
+                    (s, 3.5, full if i % 2 == 0 else full[::-1], vel)
+                    for i, (s, vel) in enumerate(pat)
+                    if s < S
+                ]
                 strum = 0.012
             elif style == "shuffle_comp":
                 low = 40 + ((root - 40) % 12)
-                hits = [(s, 1.7, [low, low + (7 if (s // 4) % 2 == 0 else 9)], 0.8)
-                        for s in range(0, S, 2)]
+                hits = [
+                    (s, 1.7, [low, low + (7 if (s // 4) % 2 == 0 else 9)], 0.8)
+                    for s in range(0, S, 2)
+                ]
             elif style == "comp_jazz":
                 chord = th.voicing(root, q, 62, 5)[1:]  # rootless: the bass has the root
                 rh = jazz_rhythm if rng.random() < 0.6 else [(int(rng.integers(0, S // 2)) * 2, 2)]
@@ -490,9 +543,15 @@ class Arranger:
                 tones = chord + [chord[0] + 12]
                 order = (0, 2, 1, 2) if style == "alberti" else (0, 1, 2, 3, 2, 1)
                 step_len = 2 if light or S == 12 else 1
-                hits = [(s, step_len * 1.5, [tones[order[(s // step_len) % len(order)]
-                                                   % len(tones)]], 0.6)
-                        for s in range(0, S, step_len)]
+                hits = [
+                    (
+                        s,
+                        step_len * 1.5,
+                        [tones[order[(s // step_len) % len(order)] % len(tones)]],
+                        0.6,
+                    )
+                    for s in range(0, S, step_len)
+                ]
             elif style == "block":
                 every = 4 if light else 2
                 hits = [(s, every - 0.3, chord, 0.7) for s in range(0, S, every)]
@@ -513,8 +572,9 @@ class Arranger:
                 if not light and S == 16:
                     hits += [(s, 0.8, hi, 0.5) for s in (6, 14)]
             elif style == "bubble":
-                hits = [(s, 1.5, [chord[0]] if (s // 2) % 2 else chord[1:], 0.6)
-                        for s in range(2, S, 4)]
+                hits = [
+                    (s, 1.5, [chord[0]] if (s // 2) % 2 else chord[1:], 0.6) for s in range(2, S, 4)
+                ]
                 hits += [(s, 1.5, chord, 0.5) for s in range(0, S, 8)]
             elif style == "loop":
                 hits = [(s, ln, chord, 0.65) for s, ln in loop_rhythm if s < S]
@@ -529,8 +589,14 @@ class Arranger:
                     self.play("comp", pad, m, self.t(bar, 0), self.grid.bar_s, 0.35)
 
     # ------------------------------------------------------------------ leads
-    def _lead_part(self, style: str, timbre: str, bus: str, windows: list[tuple[int, float,
-                   float]], shift: int = 0) -> None:
+    def _lead_part(
+        self,
+        style: str,
+        timbre: str,
+        bus: str,
+        windows: list[tuple[int, float, float]],
+        shift: int = 0,
+    ) -> None:
         """Play ``style`` on ``timbre`` inside (section index, start frac, end frac) windows."""
         rng = self.rng
         is_voice = bus == "vocal"
@@ -570,8 +636,19 @@ class Arranger:
             lo_step = f0 * sec.bars * S
             hi_step = f1 * sec.bars * S
             mkey = sec.variant
-            notes, motif = th.melody(rng, self.chords, self.p.key, scale, reg, density,
-                                     sec.start_bar, sec.bars, S, motifs.get(mkey), leap)
+            notes, motif = th.melody(
+                rng,
+                self.chords,
+                self.p.key,
+                scale,
+                reg,
+                density,
+                sec.start_bar,
+                sec.bars,
+                S,
+                motifs.get(mkey),
+                leap,
+            )
             motifs.setdefault(mkey, motif)
             for nt in notes:
                 pos = (nt.bar - sec.start_bar) * S + nt.step

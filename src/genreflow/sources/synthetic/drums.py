@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from genreflow.sources import synth_dsp as dsp
+from genreflow.sources.synthetic import dsp
 
 KIT_STYLES = ("acoustic", "metal", "disco", "808", "jazz", "reggae", "electronic", "brushes")
 
@@ -17,8 +17,15 @@ def _t(n: int, sr: int) -> np.ndarray:
     return np.arange(n, dtype=np.float32) / sr
 
 
-def kick(rng: np.random.Generator, sr: int, f_hi: float, f_lo: float, sweep: float,
-         decay: float, click: float) -> np.ndarray:
+def kick(
+    rng: np.random.Generator,
+    sr: int,
+    f_hi: float,
+    f_lo: float,
+    sweep: float,
+    decay: float,
+    click: float,
+) -> np.ndarray:
     n = int((decay * 5 + 0.02) * sr)
     t = _t(n, sr)
     freq = f_lo + (f_hi - f_lo) * np.exp(-t / sweep)
@@ -31,11 +38,19 @@ def kick(rng: np.random.Generator, sr: int, f_hi: float, f_lo: float, sweep: flo
     return (body + click * clk).astype(np.float32)
 
 
-def snare(rng: np.random.Generator, sr: int, tone_hz: float, tone_decay: float,
-          noise_decay: float, noise_lo: float, noise_hi: float, mix: float) -> np.ndarray:
+def snare(
+    rng: np.random.Generator,
+    sr: int,
+    tone_hz: float,
+    tone_decay: float,
+    noise_decay: float,
+    noise_lo: float,
+    noise_hi: float,
+    mix: float,
+) -> np.ndarray:
     n = int(noise_decay * 5 * sr)
     t = _t(n, sr)
-    tone = (np.sin(2 * np.pi * tone_hz * t) + 0.5 * np.sin(2 * np.pi * tone_hz * 1.6 * t))
+    tone = np.sin(2 * np.pi * tone_hz * t) + 0.5 * np.sin(2 * np.pi * tone_hz * 1.6 * t)
     tone *= np.exp(-t / tone_decay)
     nz = dsp.bandpass(rng.standard_normal(n).astype(np.float32), noise_lo, noise_hi, sr)
     nz *= np.exp(-t / noise_decay) / (np.std(nz[: max(1, int(0.02 * sr))]) + 1e-9)
@@ -53,8 +68,9 @@ def clap(rng: np.random.Generator, sr: int, decay: float, center: float) -> np.n
     return (nz * env / (np.std(nz) + 1e-9) * 0.3).astype(np.float32)
 
 
-def metal(rng: np.random.Generator, sr: int, decay: float, base: float, noise: float,
-          hp: float) -> np.ndarray:
+def metal(
+    rng: np.random.Generator, sr: int, decay: float, base: float, noise: float, hp: float
+) -> np.ndarray:
     """Hi-hats and cymbals: six inharmonic square partials (808 style) plus noise."""
     n = int(min(decay * 4.0, 2.5) * sr)
     t = _t(n, sr)
@@ -73,8 +89,11 @@ def rim(rng: np.random.Generator, sr: int, hz: float) -> np.ndarray:
     n = int(0.08 * sr)
     t = _t(n, sr)
     x = np.sin(2 * np.pi * hz * t) * np.exp(-t / 0.012)
-    x += 0.5 * dsp.highpass(rng.standard_normal(n).astype(np.float32), 2000.0, sr) * np.exp(
-        -t / 0.004)
+    x += (
+        0.5
+        * dsp.highpass(rng.standard_normal(n).astype(np.float32), 2000.0, sr)
+        * np.exp(-t / 0.004)
+    )
     return x.astype(np.float32)
 
 
@@ -86,8 +105,9 @@ def brush(rng: np.random.Generator, sr: int, length: float) -> np.ndarray:
     return (nz * env / (np.std(nz) + 1e-9) * 0.35).astype(np.float32)
 
 
-def make_kit(style: str, rng: np.random.Generator, sr: int,
-             needed: set[str] | None = None) -> dict[str, np.ndarray]:
+def make_kit(
+    style: str, rng: np.random.Generator, sr: int, needed: set[str] | None = None
+) -> dict[str, np.ndarray]:
     """The one-shots in ``needed`` (all when None); tuning and decays vary per clip.
 
     Only what a groove uses is synthesised (cymbals are the costly part); the random draws
@@ -116,8 +136,9 @@ def make_kit(style: str, rng: np.random.Generator, sr: int,
             kit["open_hat"] = metal(rng, sr, u(0.2, 0.35), u(350, 550), 0.6, u(6000, 8000))
     else:
         if style == "metal":
-            kit["kick"] = kick(rng, sr, u(120, 170), u(50, 65), u(0.01, 0.02), u(0.06, 0.12),
-                               u(0.8, 1.5))
+            kit["kick"] = kick(
+                rng, sr, u(120, 170), u(50, 65), u(0.01, 0.02), u(0.06, 0.12), u(0.8, 1.5)
+            )
             kit["snare"] = snare(rng, sr, u(200, 260), 0.04, u(0.1, 0.2), 800, 8000, 0.7)
         elif style == "jazz":
             kit["kick"] = kick(rng, sr, u(90, 120), u(60, 80), 0.03, u(0.1, 0.2), 0.1)
@@ -132,15 +153,14 @@ def make_kit(style: str, rng: np.random.Generator, sr: int,
             kit["kick"] = kick(rng, sr, u(110, 160), u(50, 65), 0.025, u(0.1, 0.2), 0.4)
             kit["snare"] = snare(rng, sr, u(180, 230), 0.05, u(0.1, 0.18), 1000, 8000, 0.6)
         else:  # acoustic
-            kit["kick"] = kick(rng, sr, u(100, 150), u(50, 65), u(0.02, 0.04), u(0.1, 0.25),
-                               u(0.3, 0.8))
-            kit["snare"] = snare(rng, sr, u(170, 230), 0.06, u(0.1, 0.25), 800, 8000,
-                                 u(0.5, 0.75))
+            kit["kick"] = kick(
+                rng, sr, u(100, 150), u(50, 65), u(0.02, 0.04), u(0.1, 0.25), u(0.3, 0.8)
+            )
+            kit["snare"] = snare(rng, sr, u(170, 230), 0.06, u(0.1, 0.25), 800, 8000, u(0.5, 0.75))
         if want("hat"):
             kit["hat"] = metal(rng, sr, u(0.03, 0.07), u(300, 450), u(0.5, 1.5), u(5000, 8000))
         if want("open_hat"):
-            kit["open_hat"] = metal(rng, sr, u(0.2, 0.4), u(300, 450), u(0.5, 1.5),
-                                    u(5000, 8000))
+            kit["open_hat"] = metal(rng, sr, u(0.2, 0.4), u(300, 450), u(0.5, 1.5), u(5000, 8000))
     if want("ride"):
         kit["ride"] = metal(rng, sr, u(0.4, 0.9), u(500, 700), u(0.3, 0.8), u(3000, 5000))
     if want("crash"):
