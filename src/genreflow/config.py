@@ -1,7 +1,15 @@
 """Typed view of ``params.yaml``: the one place configuration is defined.
 
-Each DVC stage owns one section. Loading goes through :func:`load_params` so a typo in
-``params.yaml`` fails loudly (naming the key) instead of silently falling back to a default.
+Each DVC stage owns one section. ``params.yaml`` is the single source of every value:
+:func:`load_params` requires every key (a deleted key fails, naming it, instead of silently
+falling back to a default), rejects unknown keys, and then runs :func:`validate_params`, so a
+value outside its range fails before any stage work starts instead of being clamped somewhere
+deep in the pipeline. The dataclass defaults exist only so tests can build params in code;
+they equal ``params.yaml`` (``tests/code/test_params_file.py`` fails when they drift apart).
+
+Range checks are declared next to the field they guard (``ranged(default, "> 0")``); checks
+involving several keys are the ``RULES`` table in :mod:`genreflow.config_checks`.
+Constructing a dataclass checks nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from genreflow.config_checks import find_problems, ranged
 from genreflow.errors import GenreflowError
 
 GTZAN_GENRES: tuple[str, ...] = (
@@ -32,17 +41,17 @@ GTZAN_GENRES: tuple[str, ...] = (
 
 
 class ConfigError(GenreflowError, ValueError):
-    """Raised when ``params.yaml`` is missing a section or holds an unknown or ill-typed key."""
+    """Raised when ``params.yaml`` misses a key, or holds an unknown, ill-typed or bad value."""
 
 
 # --------------------------------------------------------------------------- fetch (``data``)
 @dataclass(frozen=True)
 class SyntheticParams:
-    clips_per_genre: int = 60
-    duration_s: float = 12.0
-    sample_rate: int = 22050
-    seed: int = 20240601
-    workers: int = 2
+    clips_per_genre: int = ranged(60, ">= 1")
+    duration_s: float = ranged(12.0, "> 0")
+    sample_rate: int = ranged(22050, ">= 1")
+    seed: int = ranged(20240601, ">= 0")  # numpy's SeedSequence rejects negative seeds
+    workers: int = ranged(2, ">= 1")  # <= 1 runs inline, so 0 would only mean 1
 
 
 @dataclass(frozen=True)
@@ -54,9 +63,9 @@ class LocalParams:
 class UrlParams:
     url: str = "http://opihi.cs.uvic.ca/sound/genres.tar.gz"
     sha256: str = "24347e0223d2ba798e0a558c4c172d9d4a19c00bb7963fe055d183dadb4ef2c6"
-    retries: int = 5
-    timeout_s: float = 60.0
-    max_extract_bytes: int = 4_000_000_000
+    retries: int = ranged(5, ">= 0")  # 0: one attempt, no retry
+    timeout_s: float = ranged(60.0, "> 0")
+    max_extract_bytes: int = ranged(4_000_000_000, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -72,36 +81,38 @@ class DataParams:
 @dataclass(frozen=True)
 class SplitParams:
     scheme: Literal["auto", "gtzan", "stratified"] = "auto"
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    seed: int = 7
+    val_fraction: float = ranged(0.2, "[0, 1)")
+    test_fraction: float = ranged(0.2, "[0, 1)")
+    seed: int = ranged(7, ">= 0")
 
 
 @dataclass(frozen=True)
 class ValidateParams:
-    min_duration_s: float = 3.0
-    max_duration_s: float = 40.0
-    sample_rates: tuple[int, ...] = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
-    max_channels: int = 2
-    min_rms_dbfs: float = -60.0
-    max_clipping_ratio: float = 0.01
-    class_balance_tolerance: float = 0.5
-    max_quarantine_share: float = 0.2
+    min_duration_s: float = ranged(3.0, "> 0")
+    max_duration_s: float = ranged(40.0, "> 0")
+    sample_rates: tuple[int, ...] = ranged(
+        (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000), ">= 1"
+    )
+    max_channels: int = ranged(2, ">= 1")
+    min_rms_dbfs: float = ranged(-60.0, "<= 0")  # above 0 dBFS every clip would be "silent"
+    max_clipping_ratio: float = ranged(0.01, "[0, 1]")
+    class_balance_tolerance: float = ranged(0.5, "[0, 1]")
+    max_quarantine_share: float = ranged(0.2, "[0, 1]")
     split: SplitParams = field(default_factory=SplitParams)
 
 
 # --------------------------------------------------------------------------- spectrogramize
 @dataclass(frozen=True)
 class FeatureParams:
-    sample_rate: int = 22050
-    n_fft: int = 2048
-    hop_length: int = 512
-    n_mels: int = 96
-    f_min: float = 0.0
-    f_max: float = 11025.0
-    segment_s: float = 3.0
-    segment_hop_s: float = 1.5
-    workers: int = 2
+    sample_rate: int = ranged(22050, ">= 1")
+    n_fft: int = ranged(2048, ">= 1")
+    hop_length: int = ranged(512, ">= 1")
+    n_mels: int = ranged(96, ">= 1")
+    f_min: float = ranged(0.0, ">= 0")
+    f_max: float = ranged(11025.0, "> 0")
+    segment_s: float = ranged(3.0, "> 0")
+    segment_hop_s: float = ranged(1.5, "> 0")
+    workers: int = ranged(2, ">= 1")  # spectrogramize uses max(1, workers): 0 means nothing
 
     @property
     def segment_samples(self) -> int:
@@ -120,62 +131,86 @@ class FeatureParams:
 # --------------------------------------------------------------------------- train_cnn / train_lstm
 @dataclass(frozen=True)
 class AugmentParams:
-    freq_masks: int = 0
-    freq_mask_width: int = 0
-    time_masks: int = 0
-    time_mask_width: int = 0
-    mixup_alpha: float = 0.0
-    random_crop_frames: int = 0  # >0: pad by this many frames, crop back at a random offset
+    freq_masks: int = ranged(1, ">= 0")
+    freq_mask_width: int = ranged(8, ">= 0")
+    time_masks: int = ranged(1, ">= 0")
+    time_mask_width: int = ranged(16, ">= 0")
+    mixup_alpha: float = ranged(0.0, ">= 0")  # 0 disables mixup
+    random_crop_frames: int = ranged(8, ">= 0")  # >0: pad by this many frames, crop back
 
 
 @dataclass(frozen=True)
 class TrainParams:
+    """Defaults are ``params.yaml``'s ``train_cnn``; see :func:`train_lstm_defaults`."""
+
     arch: Literal["cnn", "crnn"] = "cnn"
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_schedule: Literal["none", "cosine", "step"] = "none"
-    lr_step_epochs: int = 10
-    lr_step_gamma: float = 0.5
-    early_stopping_patience: int = 0  # 0 disables early stopping
-    dropout: float = 0.3
+    epochs: int = ranged(20, ">= 1")
+    batch_size: int = ranged(32, ">= 1")
+    lr: float = ranged(0.01, "> 0")
+    momentum: float = ranged(0.9, "[0, 1)")
+    weight_decay: float = ranged(0.0, ">= 0")
+    lr_schedule: Literal["none", "cosine", "step"] = "cosine"
+    lr_step_epochs: int = ranged(10, ">= 1")
+    lr_step_gamma: float = ranged(0.5, "(0, 1]")
+    early_stopping_patience: int = ranged(0, ">= 0")  # 0 disables early stopping
+    dropout: float = ranged(0.3, "[0, 1)")
     batch_norm: bool = False
-    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
-    dense: tuple[int, ...] = (512, 256, 128, 64)
-    lstm_hidden: int = 64
-    lstm_layers: int = 1
+    channels: tuple[int, ...] = ranged((16, 32, 64, 128, 256), ">= 1")
+    dense: tuple[int, ...] = ranged((512, 256, 128, 64), ">= 1")
+    lstm_hidden: int = ranged(64, ">= 1")
+    lstm_layers: int = ranged(1, ">= 1")
     bidirectional: bool = True
     pooling: Literal["mean", "last"] = "mean"
     augment: AugmentParams = field(default_factory=AugmentParams)
     mixed_precision: bool = True  # bf16 autocast, used only on CUDA
-    num_threads: int = 0  # 0 leaves torch's default
+    num_threads: int = ranged(0, ">= 0")  # 0 leaves torch's default
+
+
+def train_lstm_defaults() -> TrainParams:
+    """``params.yaml``'s ``train_lstm``: where the CNN-LSTM differs from the CNN defaults."""
+    return TrainParams(arch="crnn", lr=0.02, batch_norm=True, channels=(16, 32, 64, 64), dense=())
 
 
 # --------------------------------------------------------------------------- evaluate
 @dataclass(frozen=True)
 class EvaluateParams:
-    bootstrap_samples: int = 1000
-    bootstrap_seed: int = 0
-    promotion_margin: float = 0.0
-    promotion_alpha: float = 0.05
+    bootstrap_samples: int = ranged(1000, ">= 100")  # fewer gives no usable interval
+    bootstrap_seed: int = ranged(0, ">= 0")
+    promotion_margin: float = ranged(0.0, "[0, 1)")
+    promotion_alpha: float = ranged(0.05, "(0, 0.5)")  # the gate's bound is one-sided 1 - alpha
     registered_model: str = "genre-classifier"
     experiment: str = "genreflow"
 
 
 @dataclass(frozen=True)
 class Params:
-    seed: int = 42
+    seed: int = ranged(42, ">= 0")
     data: DataParams = field(default_factory=DataParams)
     validate: ValidateParams = field(default_factory=ValidateParams)
     features: FeatureParams = field(default_factory=FeatureParams)
     train_cnn: TrainParams = field(default_factory=TrainParams)
-    train_lstm: TrainParams = field(default_factory=lambda: TrainParams(arch="crnn"))
+    train_lstm: TrainParams = field(default_factory=train_lstm_defaults)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
+# --------------------------------------------------------------------------- checking and loading
+def validate_params(params: Params) -> None:
+    """Raise one :class:`ConfigError` listing every bad value (a line each), or return.
+
+    :func:`load_params` calls this; stage code that builds or ``replace``-s params may too.
+    Construction does not, so tests can build deliberately small or odd params in code.
+    """
+    problems = find_problems(params)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
 T = TypeVar("T")
+
+
+def _at(where: str, key: str) -> str:
+    """Dotted name of ``key`` under ``where`` (``where`` is empty at the top of the file)."""
+    return f"{where}.{key}" if where else key
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -218,13 +253,25 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def from_dict(cls: type[T], raw: dict[str, Any], where: str = "params") -> T:
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys by name."""
+    """Build dataclass ``cls`` from a mapping that sets every field, naming any key at fault.
+
+    A missing key is an error, not a default: the defaults mirror ``params.yaml`` for tests,
+    and falling back to them would let a deleted line change an experiment unnoticed. Present
+    keys are converted before missing ones are reported, so a typo (``n_melz``) is named
+    rather than the key it left unset.
+    """
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - known)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(names))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in raw.items()}
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}unknown key(s) {unknown}; known keys are {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], _at(where, k)) for k, v in raw.items()}
+    missing = [_at(where, k) for k in names if k not in raw]
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)}: missing; every key must be set (see the repo's params.yaml)"
+        )
     return cls(**kwargs)
 
 
@@ -254,7 +301,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and type-check the whole ``params.yaml``."""
+    """Read, type-check and validate the whole ``params.yaml``; each error line names the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
@@ -265,6 +312,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
-        return from_dict(Params, raw, where=str(path))
-    except TypeError as exc:  # pragma: no cover - defensive
-        raise ConfigError(f"{path}: {exc}") from exc
+        params = from_dict(Params, raw, where="")
+        validate_params(params)
+    except ConfigError as exc:
+        raise ConfigError("\n".join(f"{path}: {line}" for line in str(exc).splitlines())) from exc
+    return params

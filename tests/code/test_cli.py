@@ -1,11 +1,15 @@
 """The `genreflow` console script: help, and user errors as one clear line with exit 1."""
 
+from pathlib import Path
+
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from genreflow.cli import app
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
 COMMANDS = ["fetch", "validate", "spectrogramize", "train", "evaluate", "promote", "rollback",
             "registry", "predict", "ui"]
 
@@ -33,9 +37,9 @@ def test_bad_params_key_is_named(tmp_path):
 
 
 def test_missing_local_source_is_named(tmp_path):
-    (tmp_path / "params.yaml").write_text(
-        "data:\n  source: local\n  local:\n    path: /nonexistent/gtzan.zip\n"
-    )
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(source="local", local={"path": "/nonexistent/gtzan.zip"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = runner.invoke(app, ["fetch", "--root", str(tmp_path), "-q"])
     assert result.exit_code == 1
     assert "/nonexistent/gtzan.zip" in result.output
