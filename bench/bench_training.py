@@ -8,12 +8,15 @@ through ``train_classifier`` itself (the same code path the stages use), and rep
   epoch 1 excluded as warm-up (allocator, oneDNN/cuDNN autotuning), and
 - seconds per full epoch (train + val + checkpoint),
 
-on whatever :func:`select_device` picks (CPU here; on CUDA the same loop with bf16).
+on ``--device`` (default ``auto``: :func:`select_device`, i.e. CUDA when there is one; on
+CUDA the same loop with bf16 autocast, ``--no-mixed-precision`` for float32). Each result is
+one JSON line on stdout plus a readable line on stderr, both naming the device.
 GPU goal: >= 25,000 segments/s for the CNN on an H100; measure it with enough batches per
-epoch to time, e.g. ``--arch cnn --batch-size 256 --n-train 50000 --epochs 3``.
+epoch to time, e.g. ``--device cuda --arch cnn --batch-size 256 --n-train 50000 --epochs 3``.
 
     .venv/bin/python bench/bench_training.py                 # both models, defaults below
     .venv/bin/python bench/bench_training.py --arch cnn --epochs 4 --batch-size 256
+    .venv/bin/python bench/bench_training.py --device cpu --epochs 1 --n-train 256 --n-val 70
 """
 
 from __future__ import annotations
@@ -71,6 +74,24 @@ def random_store(n_train: int, n_val: int, n_mels: int, n_frames: int, seed: int
     return FeatureStore(feats, index, {"features": fp, "genres": [f"g{i}" for i in range(10)]})
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> :func:`select_device`; ``cuda`` must really be there (no silent CPU run)."""
+    if name == "auto":
+        return select_device()
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            f"bench_training: --device cuda, but torch {torch.__version__} sees no CUDA device "
+            f"(torch.cuda.is_available() is False; built for CUDA {torch.version.cuda})"
+        )
+    return torch.device(name)
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", choices=["cnn", "crnn", "both"], default="both")
@@ -79,12 +100,24 @@ def main() -> int:
     ap.add_argument("--n-train", type=int, default=2520)
     ap.add_argument("--n-val", type=int, default=840)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where to train (auto: CUDA when available, else CPU; cuda fails if absent)",
+    )
+    ap.add_argument(
+        "--no-mixed-precision",
+        dest="mixed_precision",
+        action="store_false",
+        help="float32 on CUDA instead of bf16 autocast (CPU always runs float32)",
+    )
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
+    device = resolve_device(args.device)
     store = random_store(args.n_train, args.n_val, 96, 130, seed=0)
     archs = ["cnn", "crnn"] if args.arch == "both" else [args.arch]
-    device = select_device()
     results = []
     for arch in archs:
         params = TrainParams(
@@ -94,32 +127,48 @@ def main() -> int:
             num_threads=args.threads,
             lr_schedule="cosine",
             augment=AUGMENT,
+            mixed_precision=args.mixed_precision,
             **ARCH_DEFAULTS[arch],
         )
         model = build_classifier(params, 96, 130, 10)
         with tempfile.TemporaryDirectory() as tmp:
             res = train_classifier(
-                model, store, params, seed=0, checkpoint_path=Path(tmp) / "ckpt.pt", progress=False
+                model,
+                store,
+                params,
+                seed=0,
+                checkpoint_path=Path(tmp) / "ckpt.pt",
+                device=device,
+                progress=False,
             )
         timed = res.history[1:] or res.history
         seg_s = sum(h.train_segments for h in timed) / sum(h.train_seconds for h in timed)
         epoch_s = [round(h.seconds, 2) for h in res.history]
+        timed_epoch_s = sum(h.seconds for h in timed) / len(timed)
         n_params = sum(p.numel() for p in model.parameters())
         row = {
             "arch": arch,
-            "device": str(device),
+            "device": device_label(device),
+            "bf16_autocast": device.type == "cuda" and params.mixed_precision,
             "threads": torch.get_num_threads(),
             "batch_size": args.batch_size,
             "n_train": args.n_train,
             "n_val": args.n_val,
             "params": n_params,
             "train_segments_per_s": round(seg_s, 1),
+            "seconds_per_epoch": round(timed_epoch_s, 3),
             "epoch_seconds": epoch_s,
             "channels": list(params.channels),
             "dense": list(params.dense),
         }
         results.append(row)
         print(json.dumps(row), flush=True)
+        print(
+            f"{arch} on {row['device']}: {seg_s:,.1f} train segments/s, "
+            f"{timed_epoch_s:.2f} s per epoch (mean of {len(timed)} timed; all: {epoch_s})",
+            file=sys.stderr,
+            flush=True,
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,7 +1,8 @@
 """Plant one of each data fault in a tiny raw directory and check the validate stage catches it.
 
 Every fault gets its own file; the assertions name the exact reason a user would read in
-``quarantine.csv``, and that ``data/raw`` is byte-for-byte unchanged afterwards.
+``quarantine.csv``, and that ``data/raw`` is byte-for-byte unchanged afterwards. Each Great
+Expectations clip check has at least one planted file that only it catches.
 """
 
 from __future__ import annotations
@@ -76,6 +77,39 @@ EXPECTED = {
     "polka/polka.00000.wav": ("quarantined", "unknown genre 'polka' (not in data.genres)"),
     "classical/classical.00098.wav": ("quarantined", "non-finite samples: 12 NaN, 0 ±inf"),
     "blues/blues.00099.wav": ("quarantined", "non-finite samples: 0 NaN, 3 ±inf"),
+    "blues/blues.00100.wav": ("quarantined", "too short: 1.50 s < min_duration_s 3 s"),
+    "classical/classical.00101.wav": ("quarantined", "too long: 45.00 s > max_duration_s 40 s"),
+    "rock/rock.00102.wav": ("quarantined", "unsupported sample rate 12000 Hz"),
+    "blues/blues.00103.wav": ("quarantined", "too many channels: 3 > max_channels 2"),
+    "classical/classical.00104.wav": ("quarantined", "checksum mismatch: file sha256 "),
+}
+N_QUARANTINED, N_FILES, N_ACCEPTED = 15, 28, 13  # 12 good clips + the stereo one are accepted
+SHARE = N_QUARANTINED / N_FILES  # 53.6%: the module fixture allows 60%
+RATES = "[8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000]"  # ValidateParams default
+# Format and integrity faults: kind -> (path, the GX check that flags it, the exact reason).
+# A checksum reason quotes both hashes, so the test builds it from the file and the manifest.
+GX_FAULTS = {
+    "too_short": ("blues/blues.00100.wav", "duration", "too short: 1.50 s < min_duration_s 3 s"),
+    "too_long": (
+        "classical/classical.00101.wav",
+        "duration",
+        "too long: 45.00 s > max_duration_s 40 s",
+    ),
+    "sample_rate": (
+        "rock/rock.00102.wav",
+        "sample_rate",
+        f"unsupported sample rate 12000 Hz (not in validate.sample_rates {RATES})",
+    ),
+    "channels": ("blues/blues.00103.wav", "channels", "too many channels: 3 > max_channels 2"),
+    "checksum": ("classical/classical.00104.wav", "checksum", None),
+}
+# What each file really is, read back with soundfile: (seconds, sample rate, channels).
+GX_FAULT_AUDIO = {
+    "too_short": (1.5, SR, 1),
+    "too_long": (45.0, SR, 1),
+    "sample_rate": (4.0, 12000, 1),
+    "channels": (4.0, SR, 3),
+    "checksum": (4.0, SR, 1),
 }
 # Float WAVs with NaN or +-inf samples: (path, expected reason, its NaN and non-finite counts).
 NONFINITE = {
@@ -137,7 +171,22 @@ def build_raw(root: Path) -> None:
     with_inf = _tone(4.0, 270.0, seed=12)
     with_inf[[100, 9000, 30000]] = [np.inf, -np.inf, np.inf]
     sf.write(raw / "blues/blues.00099.wav", with_inf, SR, subtype="FLOAT")
+    # Out of validate's bounds: 1.5 s and 45 s long (min 3 s, max 40 s), a 12 kHz recording
+    # (not in validate.sample_rates) and a 3-channel file (max_channels 2); all good audio.
+    sf.write(raw / "blues/blues.00100.wav", _tone(1.5, 280.0, seed=13), SR, subtype="PCM_16")
+    too_long = _tone(45.0, 290.0, seed=14)
+    sf.write(raw / "classical/classical.00101.wav", too_long, SR, subtype="PCM_16")
+    sf.write(raw / "rock/rock.00102.wav", _tone(4.0, 300.0, 15, sr=12000), 12000, "PCM_16")
+    three = np.stack([_tone(4.0, f, 16 + k) for k, f in enumerate((310.0, 320.0, 340.0))], 1)
+    sf.write(raw / "blues/blues.00103.wav", three, SR, subtype="PCM_16")
+    # Changed after fetch: a good clip, recorded in the manifest below, then one bit flipped
+    # in a sample in the middle (bit rot): still decodable, same length, other sha256.
+    changed = raw / "classical/classical.00104.wav"
+    sf.write(changed, _tone(4.0, 350.0, seed=17), SR, subtype="PCM_16")
     _write_manifest(root)
+    data = bytearray(changed.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    changed.write_bytes(bytes(data))
 
 
 def make_params(max_share: float) -> Params:
@@ -155,7 +204,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory):
     build_raw(root)
     layout = Layout.from_root(root)
     before = _tree_hashes(layout.raw_dir)
-    summary = validate(make_params(0.5), layout, progress=False)
+    summary = validate(make_params(0.6), layout, progress=False)
     return layout, summary, before
 
 
@@ -186,8 +235,10 @@ def test_quarantine_csv_lists_exactly_the_faults(planted) -> None:
     expected = {f"data/raw/{r}" for r, (s, _) in EXPECTED.items() if s == "quarantined"}
     assert set(q["path"]) == expected
     assert (q["status"] == "quarantined").all()
-    assert summary.n_quarantined == len(expected) == 10
-    assert summary.n_files == 23 and summary.n_accepted == 13 and summary.n_excluded == 0
+    assert summary.n_quarantined == len(expected) == N_QUARANTINED
+    assert summary.n_files == N_FILES and summary.n_accepted == N_ACCEPTED
+    assert summary.n_excluded == 0 and summary.passed
+    assert summary.quarantine_share == round(SHARE, 6)
 
 
 def test_validated_manifest_excludes_faults_and_keeps_stereo(planted) -> None:
@@ -237,6 +288,58 @@ def test_nonfinite_float_audio_gets_its_own_reason(planted, kind: str) -> None:
     assert before[rel] == manifest.loc[f"data/raw/{rel}", "sha256"]
 
 
+def _gx_flagged(layout: Layout, check: str) -> tuple[bool, list[str]]:
+    """The GX result for the clip expectation tagged ``check``: (success, paths it flagged)."""
+    gx = json.loads((layout.validation_reports / "gx_result.json").read_text())
+    (res,) = [
+        r
+        for r in gx["genreflow_clips"]["results"]
+        if r["expectation_config"]["meta"]["check"] == check
+    ]
+    return res["success"], sorted(item["path"] for item in res["result"]["unexpected_index_list"])
+
+
+@pytest.mark.parametrize("kind", list(GX_FAULTS))
+def test_format_and_integrity_faults_get_their_reason(planted, kind: str) -> None:
+    layout, summary, before = planted
+    rel, check, reason = GX_FAULTS[kind]
+    path = layout.raw_dir / rel
+    key = f"data/raw/{rel}"
+    recorded = pd.read_csv(layout.raw_manifest).set_index("path").loc[key, "sha256"]
+    # The fault really is in the file, read back without the stage.
+    info = sf.info(str(path))
+    assert (info.duration, info.samplerate, info.channels) == GX_FAULT_AUDIO[kind]
+    if kind == "checksum":
+        # Bytes changed after the manifest recorded them.
+        current = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert current != recorded
+        reason = (
+            f"checksum mismatch: file sha256 {current[:12]}... differs from the raw "
+            f"manifest's {recorded[:12]}... (changed after fetch?)"
+        )
+    else:
+        assert before[rel] == recorded
+
+    # quarantine.csv gives exactly this reason and no other (the audio itself is fine).
+    q = pd.read_csv(layout.validation_reports / "quarantine.csv").set_index("path")
+    assert q.loc[key, "status"] == "quarantined"
+    assert q.loc[key, "reason"] == reason
+    # The per-clip table GX checked holds the measured values behind that reason.
+    row = pd.read_csv(layout.validation_reports / "clips.csv").set_index("path").loc[key]
+    measured = (float(row["duration_s"]), int(row["sample_rate"]), int(row["channels"]))
+    assert measured == GX_FAULT_AUDIO[kind]
+    assert (row["checksum_error"] == reason) == (kind == "checksum")
+
+    # Great Expectations, not Python code beside it, flagged the file under this check.
+    success, flagged = _gx_flagged(layout, check)
+    assert not success
+    same_check = sorted(f"data/raw/{r}" for r, c, _ in GX_FAULTS.values() if c == check)
+    assert flagged == same_check
+
+    # validate left the raw file byte-for-byte as it found it (planted change included).
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before[rel]
+
+
 def test_raw_files_are_untouched(planted) -> None:
     layout, _, before = planted
     assert _tree_hashes(layout.raw_dir) == before
@@ -252,14 +355,16 @@ def test_share_threshold_fails_with_files_named(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed) as info:
         validate(make_params(0.1), layout, progress=False, workers=1)
     message = str(info.value)
-    assert "10 of 23 files quarantined (43.5%)" in message
+    assert f"{N_QUARANTINED} of {N_FILES} files quarantined ({SHARE:.1%})" in message
+    assert "15 of 28 files quarantined (53.6%)" in message
     assert "max_quarantine_share (10.0%)" in message
     assert "data/raw/blues/blues.00090.wav: not decodable audio" in message
+    assert f"... and {N_QUARANTINED - 8} more" in message  # the listing stops at 8 files
     assert "quarantine.csv" in message
     assert not layout.validated_manifest.exists()
     # The reports that help fix the data are still written.
     reports = layout.validation_reports
-    assert len(pd.read_csv(reports / "quarantine.csv")) == 10
+    assert len(pd.read_csv(reports / "quarantine.csv")) == N_QUARANTINED
     assert (reports / "gx_result.json").is_file()
     assert (reports / "data_docs" / "index.html").is_file()
     assert _tree_hashes(layout.raw_dir) == before
