@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from genreflow.config import FeatureParams, load_params
-from genreflow.features.spectrogramize import _iter_segments
+from genreflow.features.stage import _iter_segments
 
 _ref_params: FeatureParams | None = None
 
@@ -45,8 +45,17 @@ def _ref_one(path: str) -> tuple[int, int]:
     assert p is not None
     y, sr = librosa.load(path, sr=p.sample_rate, mono=True)
     mel = librosa.feature.melspectrogram(
-        y=y, sr=sr, n_fft=p.n_fft, hop_length=p.hop_length, n_mels=p.n_mels, fmin=p.f_min,
-        fmax=p.f_max, power=2.0, center=True, norm="slaney", htk=False,
+        y=y,
+        sr=sr,
+        n_fft=p.n_fft,
+        hop_length=p.hop_length,
+        n_mels=p.n_mels,
+        fmin=p.f_min,
+        fmax=p.f_max,
+        power=2.0,
+        center=True,
+        norm="slaney",
+        htk=False,
     )
     db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
     return db.shape

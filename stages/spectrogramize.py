@@ -2,7 +2,7 @@
 and the paper-style figures in ``reports/figures/``."""
 
 from genreflow.config import load_params
-from genreflow.features.spectrogramize import spectrogramize
+from genreflow.features.stage import spectrogramize
 from genreflow.paths import Layout
 from genreflow.runner import run_stage
 

@@ -84,7 +84,7 @@ def validate(root: RootOption = None, quiet: QuietOption = False) -> None:
 @app.command()
 def spectrogramize(root: RootOption = None, quiet: QuietOption = False) -> None:
     """Compute the log-mel feature store in data/features/ and the figures."""
-    from genreflow.features.spectrogramize import spectrogramize as do_spec
+    from genreflow.features.stage import spectrogramize as do_spec
 
     def go() -> None:
         layout, params = _context(root)

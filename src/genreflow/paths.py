@@ -1,7 +1,9 @@
 """Where every artifact lives, relative to one repository root.
 
 Stages, the CLI and tests all go through :class:`Layout` so a temporary copy of the
-repository (as the integration tests use) never writes into the real one.
+repository (as the integration tests use) never writes into the real one. It is the one
+place that names an artifact's path: ``dvc.yaml`` declares the same paths as stage outputs,
+and ``tests/code/test_layout.py`` fails when the two drift apart.
 """
 
 from __future__ import annotations
@@ -67,7 +69,32 @@ class Layout:
 
     @property
     def validation_reports(self) -> Path:
-        return self.root / "reports" / "validation"
+        """Written whether validate passes or not: what the user reads to fix the data."""
+        return self.reports_dir / "validation"
+
+    @property
+    def validation_quarantine(self) -> Path:
+        """Every file not passed on (quarantined or excluded by the split), with its reasons."""
+        return self.validation_reports / "quarantine.csv"
+
+    @property
+    def validation_clips(self) -> Path:
+        """The full per-clip table with each row's verdict."""
+        return self.validation_reports / "clips.csv"
+
+    @property
+    def validation_gx_result(self) -> Path:
+        return self.validation_reports / "gx_result.json"
+
+    @property
+    def validation_data_docs(self) -> Path:
+        """Great Expectations' Data Docs site (a directory; ``index.html`` inside)."""
+        return self.validation_reports / "data_docs"
+
+    @property
+    def validation_summary(self) -> Path:
+        """The stage's decision (DVC metrics)."""
+        return self.validation_reports / "summary.json"
 
     # spectrogramize
     @property
@@ -76,16 +103,70 @@ class Layout:
 
     @property
     def figures_dir(self) -> Path:
-        return self.root / "reports" / "figures"
+        return self.reports_dir / "figures"
 
-    # train / evaluate
+    @property
+    def figures(self) -> tuple[Path, ...]:
+        """The paper-style figures: waveforms, dB spectrograms, mel spectrograms, in that order."""
+        names = ("waveforms.png", "spectrograms_db.png", "mel_spectrograms.png")
+        return tuple(self.figures_dir / name for name in names)
+
+    # train_cnn / train_lstm: one directory per architecture (``cnn`` or ``crnn``)
     @property
     def models_dir(self) -> Path:
         return self.root / "models"
 
+    def model_dir(self, arch: str) -> Path:
+        return self.models_dir / arch
+
+    def checkpoint(self, arch: str) -> Path:
+        """Resumable training state (a ``persist: true`` output; see training.loop)."""
+        return self.model_dir(arch) / "checkpoint.pt"
+
+    def run_id_file(self, arch: str) -> Path:
+        """The MLflow run the checkpoint belongs to (persisted with it)."""
+        return self.model_dir(arch) / "mlflow_run_id"
+
+    def model_file(self, arch: str) -> Path:
+        """Best-epoch weights plus configs (:func:`genreflow.models.serving.save_model`)."""
+        return self.model_dir(arch) / "model.pt"
+
+    def run_info(self, arch: str) -> Path:
+        """``run.json``: run id, logged-model URI and scores; written last by training."""
+        return self.model_dir(arch) / "run.json"
+
+    def training_curve(self, arch: str) -> Path:
+        """One row per epoch (DVC plots), rewritten after every epoch."""
+        return self.reports_dir / "training" / f"{arch}.csv"
+
+    # evaluate
     @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def evaluate_dir(self) -> Path:
+        return self.reports_dir / "evaluate"
+
+    def confusion(self, arch: str, ext: str) -> Path:
+        """Confusion outputs of ``arch`` on the test clips: ``json`` (per-clip rows for DVC
+        plots), ``csv`` (the matrix) or ``png`` (the figure)."""
+        return self.evaluate_dir / f"confusion_{arch}.{ext}"
+
+    @property
+    def metrics(self) -> Path:
+        """Test scores of every candidate and the baseline (DVC metrics)."""
+        return self.reports_dir / "metrics.json"
+
+    @property
+    def promotion(self) -> Path:
+        """This evaluation's registry decisions and the scores compared."""
+        return self.reports_dir / "promotion.json"
+
+    @property
+    def promotion_log(self) -> Path:
+        """Every decision ever made, one JSON line each (a ``persist: true`` output)."""
+        return self.reports_dir / "promotion_log.jsonl"
 
     @property
     def mlflow_db(self) -> Path:

@@ -8,14 +8,21 @@ import torch
 
 from genreflow.audio import AudioDecodeError, load_mono
 from genreflow.config import FeatureParams
-from genreflow.features.figures import FIGURE_FILES
 from genreflow.features.frontend import LogMelFrontend
-from genreflow.features.spectrogramize import spectrogramize
+from genreflow.features.stage import spectrogramize
 from genreflow.features.store import FeatureStore
 from genreflow.paths import Layout
 
-FP = FeatureParams(sample_rate=8000, n_fft=256, hop_length=64, n_mels=16, f_max=4000.0,
-                   segment_s=0.5, segment_hop_s=0.25, workers=2)
+FP = FeatureParams(
+    sample_rate=8000,
+    n_fft=256,
+    hop_length=64,
+    n_mels=16,
+    f_max=4000.0,
+    segment_s=0.5,
+    segment_hop_s=0.25,
+    workers=2,
+)
 GENRES = ["blues", "jazz", "rock"]
 
 
@@ -35,8 +42,9 @@ def layout(tmp_path):
         for i, split in enumerate(["train", "train", "val", "test"]):
             rel = f"data/raw/genres/{genre}/{genre}.{i:05d}.wav"
             _write(tmp_path / rel, 1.2 + 0.1 * i, freq=200 + 150 * g + 20 * i)
-            rows.append({"path": rel, "genre": genre, "track_id": f"{genre}.{i:05d}",
-                         "split": split})
+            rows.append(
+                {"path": rel, "genre": genre, "track_id": f"{genre}.{i:05d}", "split": split}
+            )
     # one stereo 44.1 kHz file, which must be resampled and down-mixed
     rel = "data/raw/genres/rock/rock.00009.wav"
     _write(tmp_path / rel, 1.0, sr=44100, channels=2)
@@ -69,8 +77,13 @@ def test_store_matches_the_frontend_and_keeps_splits_per_track(layout):
 
 def test_figures_written(layout):
     spectrogramize(FP, GENRES, layout, progress=False)
-    for name in FIGURE_FILES:
-        png = layout.figures_dir / name
+    assert [p.name for p in layout.figures] == [
+        "waveforms.png",
+        "spectrograms_db.png",
+        "mel_spectrograms.png",
+    ]
+    for png in layout.figures:
+        assert png.parent == layout.figures_dir
         assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -78,7 +91,10 @@ def test_parallel_equals_serial(layout, tmp_path):
     spectrogramize(FP, GENRES, layout, progress=False, figures=False)
     parallel = np.load(layout.features_dir / "segments.npy")
     spectrogramize(
-        FeatureParams(**{**FP.__dict__, "workers": 1}), GENRES, layout, progress=False,
+        FeatureParams(**{**FP.__dict__, "workers": 1}),
+        GENRES,
+        layout,
+        progress=False,
         figures=False,
     )
     assert np.array_equal(parallel, np.load(layout.features_dir / "segments.npy"))

@@ -21,6 +21,7 @@ import pytest
 import soundfile as sf
 
 from genreflow.config import (
+    AugmentParams,
     DataParams,
     EvaluateParams,
     FeatureParams,
@@ -45,6 +46,9 @@ TINY_FEATURES = FeatureParams(
 )  # 19 frames per segment, 7 segments per 1.2-s clip
 
 
+NO_AUGMENT = AugmentParams(0, 0, 0, 0, 0.0, 0)
+
+
 def tiny_train(arch: str, **overrides) -> TrainParams:
     cnn = arch == "cnn"
     base = TrainParams(
@@ -57,6 +61,8 @@ def tiny_train(arch: str, **overrides) -> TrainParams:
         channels=(8, 8, 16, 16, 16) if cnn else (4, 8),  # the CNN has 5 conv blocks
         dense=(32, 32, 16, 16) if cnn else (16,),  # and 4 hidden dense layers
         lstm_hidden=8,
+        lr_schedule="none",
+        augment=NO_AUGMENT,  # the tiny segments are 19 frames: masks would erase them
         mixed_precision=False,
         num_threads=1,
     )
@@ -110,7 +116,7 @@ def _tone(genre: str, rng: np.random.Generator) -> np.ndarray:
 
 def make_tiny_repo(root: Path) -> Layout:
     """WAVs + validated manifest + a real feature store under ``root``; returns its Layout."""
-    from genreflow.features.spectrogramize import spectrogramize
+    from genreflow.features.stage import spectrogramize
     from genreflow.validation.decode_table import audio_hash
 
     layout = Layout.from_root(root)
@@ -252,6 +258,7 @@ def test_killed_stage_resumes_same_mlflow_run(tiny_repo, tmp_path, tmp_path_fact
     from mlflow.tracking import MlflowClient
 
     from genreflow.training import stage as stage_mod
+    from genreflow.training.epoch_log import EpochLogger
 
     use_tracking_db(monkeypatch, tmp_path, tmp_path_factory)
     layout = Layout.from_root(tmp_path / "repo2")
@@ -259,14 +266,14 @@ def test_killed_stage_resumes_same_mlflow_run(tiny_repo, tmp_path, tmp_path_fact
     (layout.root / "data").symlink_to(tiny_repo.root / "data", target_is_directory=True)
     params = tiny_params(epochs=3)
 
-    original = stage_mod._EpochLogger.__call__
+    original = EpochLogger.__call__
 
     def dies_after_epoch_2(self, metrics):
         original(self, metrics)
         if metrics.epoch == 2:
             raise _Killed()
 
-    monkeypatch.setattr(stage_mod._EpochLogger, "__call__", dies_after_epoch_2)
+    monkeypatch.setattr(EpochLogger, "__call__", dies_after_epoch_2)
     with pytest.raises(_Killed):
         stage_mod.train_stage(params, "train_lstm", layout, progress=False)
     run_id = (layout.models_dir / "crnn" / "mlflow_run_id").read_text().strip()
@@ -275,7 +282,7 @@ def test_killed_stage_resumes_same_mlflow_run(tiny_repo, tmp_path, tmp_path_fact
     assert _metric_steps(client, run_id, "val_clip_accuracy") == [1, 2]
     assert not (layout.models_dir / "crnn" / "run.json").exists()
 
-    monkeypatch.setattr(stage_mod._EpochLogger, "__call__", original)
+    monkeypatch.setattr(EpochLogger, "__call__", original)
     summary = stage_mod.train_stage(params, "train_lstm", layout, progress=False)
     assert summary["run_id"] == run_id
     assert summary["resumed_from_epoch"] == 2

@@ -1,8 +1,10 @@
 """End to end: all six stages through `dvc repro` in a temporary copy of the repository.
 
 The copy gets a tiny profile (10 genres x 3 clips x 5 s, tiny models, 2 epochs), so the
-whole DAG runs in about a minute. Tests in this module run in file order on one copy: the
-first builds everything, later ones change params and check what DVC re-runs.
+whole DAG runs in about a minute. The module fixture builds everything once; tests that only
+read share that build, and every test that changes something (params, code, the registry)
+works on its own copy of the built repository (``built_copy``), so no test depends on
+another's order or leftovers.
 """
 
 from __future__ import annotations
@@ -103,6 +105,17 @@ def repo(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def first_run(repo: Path) -> subprocess.CompletedProcess:
     return dvc(repo, "repro")
+
+
+@pytest.fixture()
+def built_copy(repo: Path, champion: str, tmp_path: Path) -> Path:
+    """A private copy of the built repository (outputs, DVC cache, git, mlflow.db, with a
+    champion), for a test that changes it. The copy's runs keep their artifacts in the
+    original's mlruns/ (absolute URIs), which such tests only read."""
+    copy = tmp_path / "copy"
+    shutil.copytree(repo, copy, symlinks=True)
+    assert stages_run(dvc(copy, "repro")) == set()  # the copy is as built
+    return copy
 
 
 def _champion(client) -> str | None:
@@ -264,9 +277,10 @@ def test_predict_command_uses_the_champion(repo, champion):
     assert missing.returncode == 1 and "no/such.wav: file not found" in missing.stderr
 
 
-def test_manual_promote_and_rollback_move_the_alias(repo, champion):
+def test_manual_promote_and_rollback_move_the_alias(built_copy):
     from mlflow import MlflowClient
 
+    repo = built_copy
     uri = f"sqlite:///{repo / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     before = client.get_model_version_by_alias("genre-classifier", "champion").version
@@ -284,12 +298,14 @@ def test_manual_promote_and_rollback_move_the_alias(repo, champion):
     assert client.get_model_version_by_alias("genre-classifier", "champion").version == before
 
 
-def test_lstm_param_change_reruns_only_train_lstm_and_evaluate(repo, first_run):
+def test_lstm_param_change_reruns_only_train_lstm_and_evaluate(built_copy):
+    repo = built_copy
     edit_params(repo, train_lstm={"lr": 0.005})
     assert stages_run(dvc(repo, "repro")) == {"train_lstm", "evaluate"}
 
 
-def test_features_param_change_skips_fetch_and_validate(repo, first_run):
+def test_features_param_change_skips_fetch_and_validate(built_copy):
+    repo = built_copy
     edit_params(repo, features={"n_mels": 24})
     ran = stages_run(dvc(repo, "repro"))
     assert "spectrogramize" in ran
@@ -297,3 +313,25 @@ def test_features_param_change_skips_fetch_and_validate(repo, first_run):
     from genreflow.features.store import FeatureStore
 
     assert FeatureStore.load(repo / "data/features").features.shape[1] == 24
+
+
+def changed_stages(root: Path) -> set[str]:
+    """Stages ``dvc status`` reports as changed (their own deps, params or outs)."""
+    out = dvc(root, "status", "--json").stdout
+    return {name for name in json.loads(out or "{}") if not name.endswith(".dvc")}
+
+
+@pytest.mark.parametrize(
+    ("edited", "expected"),
+    [
+        ("src/genreflow/config.py", ALL_STAGES),
+        ("src/genreflow/registry/decision.py", {"evaluate"}),
+        ("src/genreflow/sources/manifest.py", {"fetch", "validate"}),
+        ("src/genreflow/features/frontend.py",
+         {"spectrogramize", "train_cnn", "train_lstm", "evaluate"}),
+    ],
+)
+def test_code_edits_mark_exactly_the_stages_that_run_them(built_copy, edited, expected):
+    path = built_copy / edited
+    path.write_text(path.read_text() + "\n# an edit\n")
+    assert changed_stages(built_copy) == expected

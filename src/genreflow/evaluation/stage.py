@@ -34,7 +34,8 @@ from genreflow.paths import Layout
 from genreflow.registry.promotion import HeldOutClips
 from genreflow.registry.versions import Candidate
 from genreflow.tracking import TAG_GIT_COMMIT, configure_mlflow, find_run, git_commit
-from genreflow.training.stage import SECTIONS, model_path, read_run_info
+from genreflow.training.run_info import read_run_info
+from genreflow.training.stage import SECTIONS
 
 METRIC_PREFIX = "test_"
 
@@ -46,22 +47,6 @@ class MissingRunError(GenreflowError, RuntimeError):
 class StaleInputError(GenreflowError, ValueError):
     """Two inputs of evaluate disagree (one is older than the other); the message says which
     stage to re-run."""
-
-
-def evaluate_dir(layout: Layout) -> Path:
-    return layout.reports_dir / "evaluate"
-
-
-def metrics_path(layout: Layout) -> Path:
-    return layout.reports_dir / "metrics.json"
-
-
-def promotion_path(layout: Layout) -> Path:
-    return layout.reports_dir / "promotion.json"
-
-
-def promotion_log_path(layout: Layout) -> Path:
-    return layout.reports_dir / "promotion_log.jsonl"
 
 
 def append_promotion_log(path: Path, entries: list[dict[str, Any]]) -> None:
@@ -166,7 +151,7 @@ def _log_to_run(run_id: str, scores: dict[str, Any], val: Any, files: list[Path]
         client.log_artifact(run_id, str(f), artifact_path="evaluate")
 
 
-def _write_confusion(out_dir: Path, arch: str, ids, y_true, y_pred, genres) -> list[Path]:
+def _write_confusion(layout: Layout, arch: str, ids, y_true, y_pred, genres) -> list[Path]:
     from genreflow.evaluation.confusion import (
         confusion_matrix_frame,
         confusion_rows,
@@ -176,7 +161,7 @@ def _write_confusion(out_dir: Path, arch: str, ids, y_true, y_pred, genres) -> l
     )
 
     frame = confusion_matrix_frame(y_true, y_pred, genres)
-    files = [out_dir / f"confusion_{arch}.{ext}" for ext in ("json", "csv", "png")]
+    files = [layout.confusion(arch, ext) for ext in ("json", "csv", "png")]
     write_confusion_json(files[0], confusion_rows(ids, y_true, y_pred, genres))
     write_confusion_csv(files[1], frame)
     plot_confusion_png(files[2], frame, f"{arch.upper()} - test clips")
@@ -221,10 +206,10 @@ def _score_candidate(
 
     ev = params.evaluate
     genres = store.genres
-    classifier, meta = load_classifier(model_path(layout, arch))
+    classifier, meta = load_classifier(layout.model_file(arch))
     if list(meta["genres"]) != genres:
         raise StaleInputError(
-            f"{model_path(layout, arch)}: trained on genres {meta['genres']}, but the "
+            f"{layout.model_file(arch)}: trained on genres {meta['genres']}, but the "
             f"feature store has {genres}; run `dvc repro {section}`"
         )
     _, v_true, v_pred = clip_predictions(classifier, store, "val")
@@ -232,7 +217,7 @@ def _score_candidate(
     ids, y_true, y_pred = clip_predictions(classifier, store, "test")
     test = score_clips(y_true, y_pred, genres, ev.bootstrap_samples, ev.bootstrap_seed)
     result = {**test.to_dict(), "val_accuracy": val.accuracy, "val_macro_f1": val.macro_f1}
-    files = _write_confusion(evaluate_dir(layout), arch, ids, y_true, y_pred, genres)
+    files = _write_confusion(layout, arch, ids, y_true, y_pred, genres)
     _log_to_run(info["run_id"], result, val, files)
 
     run = find_run(info["run_id"])
@@ -286,7 +271,7 @@ def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dic
     b_ids, b_true, b_pred = run_baseline(store, params.seed)
     baseline = score_clips(b_true, b_pred, store.genres, ev.bootstrap_samples, ev.bootstrap_seed)
     metrics["baseline"] = baseline.to_dict()
-    write_json(metrics_path(layout), metrics)
+    write_json(layout.metrics, metrics)
 
     gate = GateSettings(
         margin=ev.promotion_margin,
@@ -318,10 +303,10 @@ def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dic
         "champion_arch": (champion.tags or {}).get("arch") if champion is not None else None,
         "decisions": [d.to_dict() for d in decisions],
     }
-    write_json(promotion_path(layout), promotion)
+    write_json(layout.promotion, promotion)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     append_promotion_log(
-        promotion_log_path(layout),
+        layout.promotion_log,
         [
             {
                 "time": now,

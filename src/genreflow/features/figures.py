@@ -18,8 +18,6 @@ from genreflow.config import FeatureParams
 from genreflow.features.frontend import LogMelFrontend
 from genreflow.paths import Layout
 
-FIGURE_FILES = ("waveforms.png", "spectrograms_db.png", "mel_spectrograms.png")
-
 
 def pick_examples(manifest: pd.DataFrame) -> pd.DataFrame:
     """First track (by id) of each genre, preferring the training split."""
@@ -50,7 +48,10 @@ def write_paper_figures(
         wave = load_mono(layout.absolute(row.path), sr)
         with torch.inference_mode():
             stft = torch.stft(
-                wave, params.n_fft, params.hop_length, window=torch.hann_window(params.n_fft),
+                wave,
+                params.n_fft,
+                params.hop_length,
+                window=torch.hann_window(params.n_fft),
                 return_complex=True,
             )
             spec_db = (20 * torch.log10(stft.abs().clamp_min(1e-5))).numpy()
@@ -59,9 +60,9 @@ def write_paper_figures(
 
     rows, cols = _grid(len(clips))
     with atomic_dir(layout.figures_dir) as tmp:
-        for name, kind in zip(FIGURE_FILES, ("wave", "spec", "mel"), strict=True):
+        for target, kind in zip(layout.figures, ("wave", "spec", "mel"), strict=True):
             fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
-            for ax in axes.flat[len(clips):]:
+            for ax in axes.flat[len(clips) :]:
                 ax.axis("off")
             for ax, (row, wave, spec_db, mel_db) in zip(axes.flat, clips, strict=False):
                 duration = len(wave) / sr
@@ -71,14 +72,20 @@ def write_paper_figures(
                     ax.set_ylabel("amplitude")
                 elif kind == "spec":
                     im = ax.imshow(
-                        spec_db, origin="lower", aspect="auto", cmap="magma",
+                        spec_db,
+                        origin="lower",
+                        aspect="auto",
+                        cmap="magma",
                         extent=(0, duration, 0, sr / 2000),
                     )
                     ax.set_ylabel("frequency (kHz)")
                     fig.colorbar(im, ax=ax, format="%+.0f dB")
                 else:
                     im = ax.imshow(
-                        mel_db, origin="lower", aspect="auto", cmap="magma",
+                        mel_db,
+                        origin="lower",
+                        aspect="auto",
+                        cmap="magma",
                         extent=(0, duration, 0, params.n_mels),
                     )
                     ax.set_ylabel("mel band")
@@ -92,6 +99,6 @@ def write_paper_figures(
             }[kind]
             fig.suptitle(title)
             fig.tight_layout()
-            fig.savefig(tmp / name, dpi=110)
+            fig.savefig(tmp / target.name, dpi=110)
             plt.close(fig)
-    return [layout.figures_dir / name for name in FIGURE_FILES]
+    return list(layout.figures)

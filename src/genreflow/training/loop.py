@@ -8,6 +8,8 @@ Design choices, and why:
 - Every random draw comes from the single ``seed``: initial weights are re-drawn here, the
   batch order and augmentation use one explicit generator, dropout the global torch RNG.
   All of it is checkpointed each epoch, so a killed run resumes to bit-identical weights (CPU).
+  The checkpoint is the live objects' state plus a :class:`TrainState` (history, best-so-far,
+  early-stopping count), which alone knows the on-disk keys in both directions.
 - The best epoch is chosen by clip-level validation accuracy (mean of each clip's segment
   logits), the decision that evaluation and serving actually make.
 """
@@ -21,7 +23,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +278,145 @@ def _state_cpu(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
+@dataclass
+class TrainState:
+    """Where training stands after ``epoch`` epochs: history, best-so-far, early stopping.
+
+    The live objects (weights, optimiser, scheduler, RNGs) are not part of it; together they
+    make a checkpoint. :meth:`to_checkpoint` builds the dict that ``save_checkpoint`` writes
+    and :meth:`from_checkpoint` reads this part back, so the on-disk keys live in one place.
+    """
+
+    best_state: dict[str, torch.Tensor]  # CPU copy of the best epoch's weights
+    history: list[EpochMetrics] = field(default_factory=list)
+    best_score: float = -1.0  # clip-level validation accuracy of ``best_epoch``
+    best_epoch: int = 0
+    patience_counter: int = 0  # epochs since the best one
+    stopped_early: bool = False
+    epoch: int = 0  # epochs done: a resumed run starts after it
+    finished: bool = False  # nothing left to train (last epoch done or stopped early)
+
+    @classmethod
+    def fresh(cls, classifier: nn.Module) -> TrainState:
+        """Nothing trained yet; the initial weights count as the best so far."""
+        return cls(best_state=_state_cpu(classifier))
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> TrainState:
+        return cls(
+            best_state=dict(ckpt["best_state"]),
+            history=[EpochMetrics(**h) for h in ckpt["history"]],
+            best_score=float(ckpt["best_score"]),
+            best_epoch=int(ckpt["best_epoch"]),
+            patience_counter=int(ckpt["patience_counter"]),
+            stopped_early=bool(ckpt["stopped_early"]),
+            epoch=int(ckpt["epoch"]),
+            finished=bool(ckpt["finished"]),
+        )
+
+    def to_checkpoint(
+        self,
+        *,
+        config: dict[str, Any],
+        config_hash: str,
+        model: dict[str, torch.Tensor],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None,
+        rng: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The checkpoint body: this state plus the live objects' state dicts and the key."""
+        return {
+            "config_hash": config_hash,
+            "config": config,
+            "epoch": self.epoch,
+            "finished": self.finished,
+            "model": model,
+            "optimizer": optimizer,
+            "scheduler": scheduler,
+            "rng": rng,
+            "history": [h.as_dict() for h in self.history],
+            "best_state": self.best_state,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "patience_counter": self.patience_counter,
+            "stopped_early": self.stopped_early,
+        }
+
+    def record(self, metrics: EpochMetrics, classifier: nn.Module, params: TrainParams) -> None:
+        """Add a finished epoch: keep the best weights, count patience, decide whether done."""
+        epoch = metrics.epoch
+        self.history.append(metrics)
+        self.epoch = epoch
+        if metrics.val_clip_accuracy > self.best_score:
+            self.best_score, self.best_epoch = metrics.val_clip_accuracy, epoch
+            self.patience_counter = 0
+            self.best_state = _state_cpu(classifier)
+        else:
+            self.patience_counter += 1
+        self.stopped_early = (
+            params.early_stopping_patience > 0
+            and self.patience_counter >= params.early_stopping_patience
+            and epoch < params.epochs
+        )
+        self.finished = self.stopped_early or epoch == params.epochs
+
+
+@dataclass
+class _Trainer:
+    """What one ``train_classifier`` call trains with: fixed inputs and the live objects."""
+
+    classifier: nn.Module
+    params: TrainParams
+    seed: int
+    device: torch.device
+    checkpoint_path: Path
+    train: _Split
+    val: _Split
+    n_classes: int
+    input_stats: tuple[float, float]  # mean, std of the training split
+    config: dict[str, Any]
+    config_hash: str
+    gen: torch.Generator
+    optimizer: torch.optim.Optimizer = field(init=False)
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = field(init=False, default=None)
+
+    def fresh_start(self) -> TrainState:
+        """Seed everything, re-draw the weights, new optimiser and scheduler: epoch 0."""
+        seed_everything(self.seed)
+        self.gen.manual_seed(self.seed)
+        # initialise on CPU in the default layout: the draws then do not depend on the
+        # device or on a layout left over from an earlier start
+        self.classifier.to(device="cpu", memory_format=torch.contiguous_format)
+        reset_weights(self.classifier)
+        self.classifier.set_input_stats(*self.input_stats)
+        # NHWC conv weights: ~1.3x faster training on CPU (oneDNN), and the layout cuDNN's
+        # bf16 tensor-core kernels want on GPU
+        self.classifier.to(device=self.device, memory_format=torch.channels_last)
+        self.optimizer = _make_optimizer(self.classifier, self.params, self.device)
+        self.scheduler = _make_scheduler(self.optimizer, self.params)
+        return TrainState.fresh(self.classifier)
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Weights, optimiser, scheduler and every RNG as the checkpoint holds them."""
+        self.classifier.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        restore_rng(ckpt["rng"], self.gen)
+
+    def save(self, state: TrainState) -> None:
+        """Write the checkpoint atomically (see :func:`save_checkpoint`)."""
+        body = state.to_checkpoint(
+            config=self.config,
+            config_hash=self.config_hash,
+            model=_state_cpu(self.classifier),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
+            rng=capture_rng(self.gen),
+        )
+        save_checkpoint(self.checkpoint_path, body)
+
+
 def train_classifier(
     classifier: nn.Module,
     store: FeatureStore,
@@ -296,8 +437,30 @@ def train_classifier(
     a run resumed from it does not replay ``on_epoch`` for epochs already done (their
     metrics are in ``TrainResult.history``).
     """
-    checkpoint_path = Path(checkpoint_path)
     device = device or select_device()
+    trainer = _setup(classifier, store, params, seed, Path(checkpoint_path), device)
+    state, resumed_from = _resume_or_fresh(trainer)
+    _run_epochs(trainer, state, on_epoch, progress)
+    trainer.classifier.load_state_dict(state.best_state)
+    trainer.classifier.to(device).eval()
+    return TrainResult(
+        best_epoch=state.best_epoch,
+        best_val_clip_accuracy=state.best_score,
+        history=state.history,
+        stopped_early=state.stopped_early,
+        resumed_from_epoch=resumed_from,
+    )
+
+
+def _setup(
+    classifier: nn.Module,
+    store: FeatureStore,
+    params: TrainParams,
+    seed: int,
+    checkpoint_path: Path,
+    device: torch.device,
+) -> _Trainer:
+    """Check the params, put both splits on the device, compute the checkpoint key."""
     if params.num_threads > 0:
         torch.set_num_threads(params.num_threads)
     if device.type == "cuda":
@@ -309,174 +472,134 @@ def train_classifier(
         )
     train, train_host = _load_split(store, "train", device)
     val, _ = _load_split(store, "val", device)
-    n_classes = len(store.genres)
-    mean, std = input_stats(train_host)
+    stats = input_stats(train_host)
     del train_host
     config = plain_config(_config(params, seed, store, device))
-    chash = config_hash(config)
-    gen = torch.Generator(device=device)
+    return _Trainer(
+        classifier=classifier,
+        params=params,
+        seed=seed,
+        device=device,
+        checkpoint_path=checkpoint_path,
+        train=train,
+        val=val,
+        n_classes=len(store.genres),
+        input_stats=stats,
+        config=config,
+        config_hash=config_hash(config),
+        gen=torch.Generator(device=device),
+    )
 
-    def fresh_start() -> tuple[torch.optim.Optimizer, Any]:
-        seed_everything(seed)
-        gen.manual_seed(seed)
-        # initialise on CPU in the default layout: the draws then do not depend on the
-        # device or on a layout left over from an earlier start
-        classifier.to(device="cpu", memory_format=torch.contiguous_format)
-        reset_weights(classifier)
-        classifier.set_input_stats(mean, std)
-        # NHWC conv weights: ~1.3x faster training on CPU (oneDNN), and the layout cuDNN's
-        # bf16 tensor-core kernels want on GPU
-        classifier.to(device=device, memory_format=torch.channels_last)
-        optimizer = _make_optimizer(classifier, params, device)
-        return optimizer, _make_scheduler(optimizer, params)
 
-    optimizer, scheduler = fresh_start()
-    history: list[EpochMetrics] = []
-    best_state = _state_cpu(classifier)
-    best_score, best_epoch, patience_counter = -1.0, 0, 0
-    start_epoch, stopped_early, resumed_from = 0, False, None
+def _resume_or_fresh(trainer: _Trainer) -> tuple[TrainState, int | None]:
+    """The state to train on from, and the epoch it resumes from (``None``: from scratch).
 
-    ckpt = _read_checkpoint(checkpoint_path)
-    if ckpt is not None and ckpt["config_hash"] != chash:
+    A stale checkpoint (another training config) or one that cannot be restored is
+    ignored, and overwritten after the first epoch.
+    """
+    state = trainer.fresh_start()
+    path = trainer.checkpoint_path
+    ckpt = _read_checkpoint(path)
+    if ckpt is not None and ckpt["config_hash"] != trainer.config_hash:
         log.warning(
             "checkpoint %s is stale: %s; training from scratch (different training config)",
-            checkpoint_path,
-            "; ".join(stale_reasons(ckpt.get("config"), config)),
+            path,
+            "; ".join(stale_reasons(ckpt.get("config"), trainer.config)),
         )
-        ckpt = None
-    if ckpt is not None:
-        try:
-            classifier.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            if scheduler is not None:
-                scheduler.load_state_dict(ckpt["scheduler"])
-            history = [EpochMetrics(**h) for h in ckpt["history"]]
-            best_state = dict(ckpt["best_state"])
-            best_score = float(ckpt["best_score"])
-            best_epoch = int(ckpt["best_epoch"])
-            patience_counter = int(ckpt["patience_counter"])
-            stopped_early = bool(ckpt["stopped_early"])
-            start_epoch = resumed_from = int(ckpt["epoch"])
-            restore_rng(ckpt["rng"], gen)
-        except Exception as exc:  # a structurally broken checkpoint: never crash-loop on it
-            log.warning(
-                "%s: cannot restore checkpoint (%s: %s); training from scratch and overwriting it",
-                checkpoint_path,
-                type(exc).__name__,
-                exc,
-            )
-            optimizer, scheduler = fresh_start()
-            history, best_state = [], _state_cpu(classifier)
-            best_score, best_epoch, patience_counter = -1.0, 0, 0
-            start_epoch, stopped_early, resumed_from = 0, False, None
-        else:
-            if ckpt["finished"]:
-                log.info(
-                    "%s: training already finished at epoch %d; not retraining",
-                    checkpoint_path,
-                    start_epoch,
-                )
-            else:
-                log.info("resuming from epoch %d (%s)", start_epoch, checkpoint_path)
+        return state, None
+    if ckpt is None:
+        return state, None
+    try:
+        resumed = TrainState.from_checkpoint(ckpt)
+        trainer.restore(ckpt)
+    except Exception as exc:  # a structurally broken checkpoint: never crash-loop on it
+        log.warning(
+            "%s: cannot restore checkpoint (%s: %s); training from scratch and overwriting it",
+            path,
+            type(exc).__name__,
+            exc,
+        )
+        return trainer.fresh_start(), None
+    if resumed.finished:
+        log.info("%s: training already finished at epoch %d; not retraining", path, resumed.epoch)
+    else:
+        log.info("resuming from epoch %d (%s)", resumed.epoch, path)
+    return resumed, resumed.epoch
 
-    finished = bool(ckpt is not None and resumed_from is not None and ckpt["finished"])
+
+def _run_epochs(
+    trainer: _Trainer,
+    state: TrainState,
+    on_epoch: Callable[[EpochMetrics], None] | None,
+    progress: bool,
+) -> None:
+    """Train the epochs left after ``state.epoch``, until the last one or early stopping."""
+    params = trainer.params
     bar = tqdm(
         total=params.epochs,
-        initial=start_epoch,
+        initial=state.epoch,
         desc=f"train {params.arch}",
         unit="epoch",
-        disable=not progress or finished,
+        disable=not progress or state.finished,
     )
     try:
-        for epoch in range(start_epoch + 1, params.epochs + 1):
-            if finished:
+        for epoch in range(state.epoch + 1, params.epochs + 1):
+            if state.finished:
                 break
-            t0 = time.perf_counter()
-            lr = float(optimizer.param_groups[0]["lr"])
-            train_loss, train_acc = _train_epoch(
-                classifier, train, params, optimizer, gen, n_classes
-            )  # returns host floats, so the device is synchronised here
-            train_seconds = time.perf_counter() - t0
-            if not math.isfinite(train_loss):
-                raise FloatingPointError(
-                    f"train {params.arch}: training loss became {train_loss} in epoch {epoch} "
-                    f"(lr {lr:g}); lower the learning rate or enable batch_norm"
-                )
-            val_loss, val_acc, val_clip = _evaluate(classifier, val)
-            if scheduler is not None:
-                scheduler.step()
-            metrics = EpochMetrics(
-                epoch=epoch,
-                train_loss=train_loss,
-                train_accuracy=train_acc,
-                val_loss=val_loss,
-                val_accuracy=val_acc,
-                val_clip_accuracy=val_clip,
-                lr=lr,
-                seconds=0.0,
-                train_seconds=train_seconds,
-                train_segments=_segments_per_epoch(train.x.shape[0], params.batch_size),
-            )
-            history.append(metrics)
-            if val_clip > best_score:
-                best_score, best_epoch, patience_counter = val_clip, epoch, 0
-                best_state = _state_cpu(classifier)
-            else:
-                patience_counter += 1
-            stopped_early = (
-                params.early_stopping_patience > 0
-                and patience_counter >= params.early_stopping_patience
-                and epoch < params.epochs
-            )
-            finished = stopped_early or epoch == params.epochs
-            metrics.seconds = time.perf_counter() - t0  # as of the checkpoint write below
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "config_hash": chash,
-                    "config": config,
-                    "epoch": epoch,
-                    "finished": finished,
-                    "model": _state_cpu(classifier),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "rng": capture_rng(gen),
-                    "history": [h.as_dict() for h in history],
-                    "best_state": best_state,
-                    "best_score": best_score,
-                    "best_epoch": best_epoch,
-                    "patience_counter": patience_counter,
-                    "stopped_early": stopped_early,
-                },
-            )
+            metrics = _epoch_step(trainer, state, epoch)
             bar.update(1)
             bar.set_postfix(
-                loss=f"{train_loss:.3f}",
-                acc=f"{train_acc:.3f}",
-                val_clip=f"{val_clip:.3f}",
-                best=f"{best_score:.3f}",
+                loss=f"{metrics.train_loss:.3f}",
+                acc=f"{metrics.train_accuracy:.3f}",
+                val_clip=f"{metrics.val_clip_accuracy:.3f}",
+                best=f"{state.best_score:.3f}",
             )
             if on_epoch is not None:
                 on_epoch(metrics)
-            if stopped_early:
+            if state.stopped_early:
                 log.info(
                     "early stopping after epoch %d: no val clip accuracy gain for %d epochs",
                     epoch,
-                    patience_counter,
+                    state.patience_counter,
                 )
                 break
     finally:
         bar.close()
 
-    classifier.load_state_dict(best_state)
-    classifier.to(device).eval()
-    return TrainResult(
-        best_epoch=best_epoch,
-        best_val_clip_accuracy=best_score,
-        history=history,
-        stopped_early=stopped_early,
-        resumed_from_epoch=resumed_from,
+
+def _epoch_step(trainer: _Trainer, state: TrainState, epoch: int) -> EpochMetrics:
+    """Train and validate one epoch, record it in ``state``, then write the checkpoint."""
+    params = trainer.params
+    t0 = time.perf_counter()
+    lr = float(trainer.optimizer.param_groups[0]["lr"])
+    train_loss, train_acc = _train_epoch(
+        trainer.classifier, trainer.train, params, trainer.optimizer, trainer.gen, trainer.n_classes
+    )  # returns host floats, so the device is synchronised here
+    train_seconds = time.perf_counter() - t0
+    if not math.isfinite(train_loss):
+        raise FloatingPointError(
+            f"train {params.arch}: training loss became {train_loss} in epoch {epoch} "
+            f"(lr {lr:g}); lower the learning rate or enable batch_norm"
+        )
+    val_loss, val_acc, val_clip = _evaluate(trainer.classifier, trainer.val)
+    if trainer.scheduler is not None:
+        trainer.scheduler.step()
+    metrics = EpochMetrics(
+        epoch=epoch,
+        train_loss=train_loss,
+        train_accuracy=train_acc,
+        val_loss=val_loss,
+        val_accuracy=val_acc,
+        val_clip_accuracy=val_clip,
+        lr=lr,
+        seconds=0.0,
+        train_seconds=train_seconds,
+        train_segments=_segments_per_epoch(trainer.train.x.shape[0], params.batch_size),
     )
+    state.record(metrics, trainer.classifier, params)
+    metrics.seconds = time.perf_counter() - t0  # as of the checkpoint write below
+    trainer.save(state)
+    return metrics
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any] | None:

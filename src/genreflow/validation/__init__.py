@@ -1,5 +1,5 @@
 """The validate stage: quality checks (Great Expectations), quarantine and the per-track split."""
 
-from genreflow.validation.run import ValidationFailed, ValidationSummary, validate
+from genreflow.validation.stage import ValidationFailed, ValidationSummary, validate
 
 __all__ = ["ValidationFailed", "ValidationSummary", "validate"]

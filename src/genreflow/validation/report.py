@@ -2,6 +2,7 @@
 
 ``reports/validation/`` is written whether the stage passes or not (it is what the user reads to
 fix the data); the validated manifest only on success, because downstream stages trust it.
+Where each file lives is :class:`genreflow.paths.Layout`'s business (``validation_*``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,6 @@ import pandas as pd
 
 from genreflow.atomic import atomic_dir, atomic_path, write_json
 from genreflow.validation.expectations import json_safe
-
-QUARANTINE_CSV = "quarantine.csv"
-CLIPS_CSV = "clips.csv"
-GX_RESULT_JSON = "gx_result.json"
-DATA_DOCS_DIR = "data_docs"
-SUMMARY_JSON = "summary.json"
 
 QUARANTINE_COLUMNS = ("path", "genre", "track_id", "reason", "status")
 VALIDATED_COLUMNS = (

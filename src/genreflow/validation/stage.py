@@ -204,7 +204,6 @@ def validate(
     share = n_quarantined / eligible if eligible else 0.0
     per_split = {s: int((accepted["split"] == s).sum()) for s in SPLITS}
 
-    reports = layout.validation_reports
     problems: list[str] = []
     if share > v.max_quarantine_share:
         quarantined = clips[clips["status"] == "quarantined"]
@@ -244,21 +243,21 @@ def validate(
         per_genre=_per_genre(clips, genres),
     )
 
-    report.write_clip_table(reports / report.CLIPS_CSV, clips)
-    report.write_quarantine(reports / report.QUARANTINE_CSV, clips)
+    report.write_clip_table(layout.validation_clips, clips)
+    report.write_quarantine(layout.validation_quarantine, clips)
     report.write_gx_results(
-        reports / report.GX_RESULT_JSON,
+        layout.validation_gx_result,
         {gxv.CLIP_SUITE: clip_result, gxv.BALANCE_SUITE: balance_result},
     )
-    report.write_data_docs(reports / report.DATA_DOCS_DIR, session.build_data_docs)
-    report.write_summary(reports / report.SUMMARY_JSON, summary.to_dict())
+    report.write_data_docs(layout.validation_data_docs, session.build_data_docs)
+    report.write_summary(layout.validation_summary, summary.to_dict())
 
     if problems:
         details = "\n".join(f"- {p}" for p in problems)
         raise ValidationFailed(
             f"validate failed for {layout.raw_manifest}:\n{details}\n"
-            f"Full list with reasons: {reports / report.QUARANTINE_CSV}; "
-            f"Data Docs: {reports / report.DATA_DOCS_DIR / 'index.html'}"
+            f"Full list with reasons: {layout.validation_quarantine}; "
+            f"Data Docs: {layout.validation_data_docs / 'index.html'}"
         )
     report.write_validated_manifest(layout.validated_manifest, clips)
     return summary

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("path", "genre", "track_id", "split")
 
+
 def clip_segments(path: Path, frontend: LogMelFrontend) -> np.ndarray:
     """One file -> float16 ``(n_segments, n_mels, frames)``; errors name the file."""
     wave = load_mono(path, frontend.sample_rate)
