@@ -117,6 +117,8 @@ def main() -> int:
 
     device = resolve_device(args.device)
     store = random_store(args.n_train, args.n_val, 96, 130, seed=0)
+    if args.threads > 0:  # params.yaml runtime.torch_threads, as train_stage applies it
+        torch.set_num_threads(args.threads)
     archs = ["cnn", "crnn"] if args.arch == "both" else [args.arch]
     results = []
     for arch in archs:
@@ -124,7 +126,6 @@ def main() -> int:
             arch=arch,
             epochs=args.epochs + 1,  # + the warm-up epoch
             batch_size=args.batch_size,
-            num_threads=args.threads,
             lr_schedule="cosine",
             augment=AUGMENT,
             mixed_precision=args.mixed_precision,

@@ -145,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, help="clips per genre (default: params.yaml)")
     ap.add_argument("--duration", type=float, help="seconds per clip (default: params.yaml)")
     ap.add_argument("--seed", type=int, help="generator seed (default: params.yaml)")
-    ap.add_argument("--workers", type=int, help="generator processes (default: params.yaml)")
+    ap.add_argument(
+        "--workers", type=int, help="generator processes (default: params.yaml runtime.workers)"
+    )
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="keep the corpus here (default: a temp dir)")
     ap.add_argument("--cnn", action="store_true", help="also run the small-CNN segment check")
@@ -162,7 +164,6 @@ def main(argv: list[str] | None = None) -> int:
             ("clips_per_genre", args.clips),
             ("duration_s", args.duration),
             ("seed", args.seed),
-            ("workers", args.workers),
         )
         if v is not None
     }
@@ -175,13 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or Path(tmp)
         t0 = time.perf_counter()
         cpu0 = _cpu_s()
-        paths = generate_corpus(syn, genres, out, progress=not args.no_progress)
+        workers = args.workers or params.runtime.workers
+        paths = generate_corpus(syn, genres, out, progress=not args.no_progress, workers=workers)
         gen_s = time.perf_counter() - t0
         cpu_s = _cpu_s() - cpu0
         print(
-            f"generated {len(paths)} clips in {gen_s:.1f} s wall with {syn.workers} workers; "
+            f"generated {len(paths)} clips in {gen_s:.1f} s wall with {workers} workers; "
             f"{cpu_s:.1f} CPU-s in all ({cpu_s / len(paths) * 1000:.0f} ms/clip), i.e. "
-            f"~{cpu_s / max(1, min(syn.workers, os.cpu_count() or 1)):.0f} s on idle cores"
+            f"~{cpu_s / max(1, min(workers, os.cpu_count() or 1)):.0f} s on idle cores"
         )
         waves, labels = [], []
         for p in paths:

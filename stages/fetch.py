@@ -8,7 +8,8 @@ from genreflow.sources.stage import fetch
 
 def main() -> None:
     layout = Layout.from_root()
-    fetch(load_params(layout.params).data, layout)
+    params = load_params(layout.params)
+    fetch(params.data, layout, workers=params.runtime.workers)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from genreflow.runner import run_stage
 def main() -> None:
     layout = Layout.from_root()
     params = load_params(layout.params)
-    spectrogramize(params.features, params.data.genres, layout)
+    spectrogramize(params.features, params.data.genres, layout, workers=params.runtime.workers)
 
 
 if __name__ == "__main__":

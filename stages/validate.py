@@ -9,7 +9,8 @@ from genreflow.validation import validate
 
 def main() -> None:
     layout = Layout.from_root()
-    validate(load_params(layout.params), layout)
+    params = load_params(layout.params)
+    validate(params, layout, workers=params.runtime.workers)
 
 
 if __name__ == "__main__":

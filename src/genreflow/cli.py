@@ -62,7 +62,7 @@ def fetch(root: RootOption = None, quiet: QuietOption = False) -> None:
 
     def go() -> None:
         layout, params = _context(root)
-        path = do_fetch(params.data, layout, progress=not quiet)
+        path = do_fetch(params.data, layout, progress=not quiet, workers=params.runtime.workers)
         typer.echo(f"manifest: {path}")
 
     _run("fetch", go)
@@ -75,7 +75,7 @@ def validate(root: RootOption = None, quiet: QuietOption = False) -> None:
 
     def go() -> None:
         layout, params = _context(root)
-        summary = do_validate(params, layout, progress=not quiet)
+        summary = do_validate(params, layout, progress=not quiet, workers=params.runtime.workers)
         typer.echo(str(summary))
 
     _run("validate", go)
@@ -88,7 +88,13 @@ def spectrogramize(root: RootOption = None, quiet: QuietOption = False) -> None:
 
     def go() -> None:
         layout, params = _context(root)
-        meta = do_spec(params.features, params.data.genres, layout, progress=not quiet)
+        meta = do_spec(
+            params.features,
+            params.data.genres,
+            layout,
+            progress=not quiet,
+            workers=params.runtime.workers,
+        )
         typer.echo(f"segments: {meta['shape']}")
 
     _run("spectrogramize", go)

@@ -51,7 +51,6 @@ class SyntheticParams:
     duration_s: float = ranged(12.0, "> 0")
     sample_rate: int = ranged(22050, ">= 1")
     seed: int = ranged(20240601, ">= 0")  # numpy's SeedSequence rejects negative seeds
-    workers: int = ranged(2, ">= 1")  # <= 1 runs inline, so 0 would only mean 1
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,6 @@ class FeatureParams:
     f_max: float = ranged(11025.0, "> 0")
     segment_s: float = ranged(3.0, "> 0")
     segment_hop_s: float = ranged(1.5, "> 0")
-    workers: int = ranged(2, ">= 1")  # spectrogramize uses max(1, workers): 0 means nothing
 
     @property
     def segment_samples(self) -> int:
@@ -163,7 +161,6 @@ class TrainParams:
     pooling: Literal["mean", "last"] = "mean"
     augment: AugmentParams = field(default_factory=AugmentParams)
     mixed_precision: bool = True  # bf16 autocast, used only on CUDA
-    num_threads: int = ranged(0, ">= 0")  # 0 leaves torch's default
 
 
 def train_lstm_defaults() -> TrainParams:
@@ -182,6 +179,17 @@ class EvaluateParams:
     experiment: str = "genreflow"
 
 
+# --------------------------------------------------------------------------- runtime (no stage)
+@dataclass(frozen=True)
+class RuntimeParams:
+    """How fast, never what: no stage lists this section in ``dvc.yaml``, so changing it
+    re-runs nothing. Results do not depend on it (the corpus, features and CPU training are
+    identical for any worker or thread count); each training run records it as tags."""
+
+    workers: int = ranged(2, ">= 1")  # processes / threads for fetch, validate, spectrogramize
+    torch_threads: int = ranged(0, ">= 0")  # torch intra-op threads in training; 0: default
+
+
 @dataclass(frozen=True)
 class Params:
     seed: int = ranged(42, ">= 0")
@@ -191,6 +199,7 @@ class Params:
     train_cnn: TrainParams = field(default_factory=TrainParams)
     train_lstm: TrainParams = field(default_factory=train_lstm_defaults)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    runtime: RuntimeParams = field(default_factory=RuntimeParams)
 
 
 # --------------------------------------------------------------------------- checking and loading

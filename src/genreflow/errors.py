@@ -11,3 +11,8 @@ from __future__ import annotations
 
 class GenreflowError(Exception):
     """An error whose message names the file or setting at fault and how to fix it."""
+
+
+class StaleInputError(GenreflowError, ValueError):
+    """Two inputs of a stage disagree (one is older than the other); the message names the
+    stage to re-run."""

@@ -227,6 +227,8 @@ def run_tags(layout: Layout, params: Params, section: str) -> dict[str, str]:
         tags[TAG_MLFLOW_GIT_COMMIT] = commit
     tags.update(dvc_tags())
     tags.update(data_hashes(layout))
+    # runtime knobs change speed, not results: tags, so they never split run comparisons
+    tags.update({f"runtime.{k}": str(v) for k, v in to_dict(params.runtime).items()})
     return tags
 
 

@@ -136,8 +136,8 @@ def test_train_lstm_default_is_the_files_crnn_section():
 
 def test_from_dict_names_missing_keys_under_its_prefix():
     stored = to_dict(FeatureParams())
-    del stored["workers"], stored["n_mels"]
+    del stored["segment_s"], stored["n_mels"]
     with pytest.raises(
-        ConfigError, match=r"^meta\.features\.n_mels, meta\.features\.workers: missing"
+        ConfigError, match=r"^meta\.features\.n_mels, meta\.features\.segment_s: missing"
     ):
         from_dict(FeatureParams, stored, "meta.features")

@@ -78,9 +78,15 @@ def fake_synthetic(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     calls: list[dict] = []
 
     def generate_corpus(
-        params: SyntheticParams, genres: Sequence[str], out_dir: Path, progress: bool = True
+        params: SyntheticParams,
+        genres: Sequence[str],
+        out_dir: Path,
+        progress: bool = True,
+        workers: int = 1,
     ) -> list[Path]:
-        calls.append({"params": params, "genres": tuple(genres), "out_dir": out_dir})
+        calls.append(
+            {"params": params, "genres": tuple(genres), "out_dir": out_dir, "workers": workers}
+        )
         if params.seed < 0:
             _write(out_dir / "genres" / genres[0] / "half.wav", b"partial")
             raise RuntimeError("generator crashed")
@@ -153,7 +159,7 @@ def test_real_synthetic_generator_through_fetch(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     params = DataParams(
         genres=("blues", "metal"),
-        synthetic=SyntheticParams(clips_per_genre=1, duration_s=1.0, sample_rate=8000, workers=1),
+        synthetic=SyntheticParams(clips_per_genre=1, duration_s=1.0, sample_rate=8000),
     )
     rows = read_manifest(fetch(params, layout, progress=False))
     assert {r["genre"] for r in rows} == {"blues", "metal"}

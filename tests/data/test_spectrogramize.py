@@ -21,7 +21,6 @@ FP = FeatureParams(
     f_max=4000.0,
     segment_s=0.5,
     segment_hop_s=0.25,
-    workers=2,
 )
 GENRES = ["blues", "jazz", "rock"]
 
@@ -88,15 +87,9 @@ def test_figures_written(layout):
 
 
 def test_parallel_equals_serial(layout, tmp_path):
-    spectrogramize(FP, GENRES, layout, progress=False, figures=False)
+    spectrogramize(FP, GENRES, layout, progress=False, figures=False, workers=2)
     parallel = np.load(layout.features_dir / "segments.npy")
-    spectrogramize(
-        FeatureParams(**{**FP.__dict__, "workers": 1}),
-        GENRES,
-        layout,
-        progress=False,
-        figures=False,
-    )
+    spectrogramize(FP, GENRES, layout, progress=False, figures=False, workers=1)
     assert np.array_equal(parallel, np.load(layout.features_dir / "segments.npy"))
 
 

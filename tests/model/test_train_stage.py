@@ -42,7 +42,6 @@ TINY_FEATURES = FeatureParams(
     f_max=4000.0,
     segment_s=0.3,
     segment_hop_s=0.15,
-    workers=1,
 )  # 19 frames per segment, 7 segments per 1.2-s clip
 
 
@@ -64,7 +63,6 @@ def tiny_train(arch: str, **overrides) -> TrainParams:
         lr_schedule="none",
         augment=NO_AUGMENT,  # the tiny segments are 19 frames: masks would erase them
         mixed_precision=False,
-        num_threads=1,
     )
     return replace(base, **overrides)
 

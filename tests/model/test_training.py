@@ -106,7 +106,6 @@ def tiny(**overrides) -> TrainParams:
         "pooling": "mean",
         "augment": aug(),
         "mixed_precision": True,  # bf16 autocast, channels_last and device-resident on CUDA
-        "num_threads": 0,
     }
     base.update(overrides)
     return TrainParams(**base)

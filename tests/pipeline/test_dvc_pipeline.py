@@ -31,8 +31,8 @@ pytestmark = pytest.mark.integration
 
 
 def tiny_params(params: dict) -> dict:
-    params["data"]["synthetic"].update(clips_per_genre=3, duration_s=5.0, workers=2)
-    params["features"].update(n_mels=32, n_fft=1024, hop_length=512, workers=2)
+    params["data"]["synthetic"].update(clips_per_genre=3, duration_s=5.0)
+    params["features"].update(n_mels=32, n_fft=1024, hop_length=512)
     for section, channels, dense in (
         ("train_cnn", [4, 8, 8, 16, 16], [32, 16, 16, 16]),
         ("train_lstm", [4, 8, 8], [16]),
@@ -335,3 +335,22 @@ def test_code_edits_mark_exactly_the_stages_that_run_them(built_copy, edited, ex
     path = built_copy / edited
     path.write_text(path.read_text() + "\n# an edit\n")
     assert changed_stages(built_copy) == expected
+
+
+def test_runtime_knobs_rerun_nothing(built_copy):
+    """Worker and thread counts change speed, not results: no stage lists `runtime`."""
+    edit_params(built_copy, runtime={"workers": 1, "torch_threads": 1})
+    assert changed_stages(built_copy) == set()
+    assert stages_run(dvc(built_copy, "repro")) == set()
+
+
+def test_training_runs_record_the_runtime_knobs(repo, first_run):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("genreflow")
+    runtime = yaml.safe_load((repo / "params.yaml").read_text())["runtime"]
+    for run in client.search_runs([experiment.experiment_id]):
+        assert run.data.tags["runtime.workers"] == str(runtime["workers"])
+        assert run.data.tags["runtime.torch_threads"] == str(runtime["torch_threads"])

@@ -28,7 +28,7 @@ import numpy as np
 
 from genreflow.atomic import atomic_path, write_json
 from genreflow.config import ConfigError, Params
-from genreflow.errors import GenreflowError
+from genreflow.errors import GenreflowError, StaleInputError
 from genreflow.features.store import FeatureStore
 from genreflow.paths import Layout
 from genreflow.registry.promotion import HeldOutClips
@@ -42,11 +42,6 @@ METRIC_PREFIX = "test_"
 
 class MissingRunError(GenreflowError, RuntimeError):
     """``run.json`` names an MLflow run that the tracking store does not hold."""
-
-
-class StaleInputError(GenreflowError, ValueError):
-    """Two inputs of evaluate disagree (one is older than the other); the message says which
-    stage to re-run."""
 
 
 def append_promotion_log(path: Path, entries: list[dict[str, Any]]) -> None:

@@ -90,8 +90,13 @@ def spectrogramize(
     layout: Layout,
     progress: bool = True,
     figures: bool = True,
+    workers: int = 1,
 ) -> dict:
-    """Compute segments for every validated track and write ``data/features/`` atomically."""
+    """Compute segments for every validated track and write ``data/features/`` atomically.
+
+    ``workers`` (params ``runtime.workers``) threads share the files; the store is the same
+    for any number.
+    """
     manifest = read_validated_manifest(layout.validated_manifest)
     unknown = sorted(set(manifest["genre"]) - set(genres))
     if unknown:
@@ -100,7 +105,7 @@ def spectrogramize(
         )
     label_of = {g: i for i, g in enumerate(genres)}
     paths = [layout.absolute(p) for p in manifest["path"]]
-    workers = max(1, min(params.workers, os.cpu_count() or 1, len(paths)))
+    workers = max(1, min(workers, os.cpu_count() or 1, len(paths)))
 
     blocks: list[np.ndarray] = []
     rows: list[dict] = []

@@ -31,7 +31,7 @@ def _check_outside_output(source: Path, layout: Layout) -> None:
         )
 
 
-def fetch(params: DataParams, layout: Layout, progress: bool = True) -> Path:
+def fetch(params: DataParams, layout: Layout, progress: bool = True, workers: int = 1) -> Path:
     """Build ``layout.raw_dir`` from ``params.source`` and return ``layout.raw_manifest``.
 
     On any error the previous ``data/raw`` (if any) is left as it was and no partial one is
@@ -61,7 +61,9 @@ def fetch(params: DataParams, layout: Layout, progress: bool = True) -> Path:
             # heavy deps (numpy, scipy, the whole synthesiser): load only when used
             from genreflow.sources.synthetic.corpus import generate_corpus
 
-            generate_corpus(params.synthetic, params.genres, tmp, progress=progress)
+            generate_corpus(
+                params.synthetic, params.genres, tmp, progress=progress, workers=workers
+            )
         else:
             stage_local(
                 archive,

@@ -461,8 +461,6 @@ def _setup(
     device: torch.device,
 ) -> _Trainer:
     """Check the params, put both splits on the device, compute the checkpoint key."""
-    if params.num_threads > 0:
-        torch.set_num_threads(params.num_threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 

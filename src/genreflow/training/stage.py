@@ -57,8 +57,8 @@ def train_stage(
         raise ValueError(f"unknown training section {section!r}; expected one of {SECTIONS}")
     train: TrainParams = getattr(params, section)
     arch = train.arch
-    if train.num_threads > 0:
-        torch.set_num_threads(train.num_threads)
+    if params.runtime.torch_threads > 0:  # runtime: how fast, not what
+        torch.set_num_threads(params.runtime.torch_threads)
 
     store = FeatureStore.load(layout.features_dir)
     feature_params = check_store_matches(store, params.features, layout.features_dir)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from genreflow.config import FeatureParams
+from genreflow.errors import StaleInputError
 from genreflow.features.store import FeatureStore
 
 
@@ -13,11 +14,11 @@ def check_store_matches(store: FeatureStore, params: FeatureParams, where: Path)
     """The store's feature params, after checking ``params.yaml`` still describes them.
 
     A store made with other features than ``params.yaml`` says would train a model whose
-    served front-end disagrees with the config; ``workers`` alone does not matter.
+    served front-end disagrees with the config.
     """
     stored = store.feature_params
-    if replace(stored, workers=0) != replace(params, workers=0):
-        raise ValueError(
+    if stored != params:
+        raise StaleInputError(
             f"{where / 'meta.json'}: the feature store was made with {asdict(stored)}, but "
             f"params.yaml features are {asdict(params)}; run `dvc repro spectrogramize`"
         )

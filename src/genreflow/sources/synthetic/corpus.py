@@ -85,12 +85,17 @@ def _render_to_file(genre: str, index: int, params: SyntheticParams, out_dir: Pa
 
 
 def generate_corpus(
-    params: SyntheticParams, genres: Sequence[str], out_dir: Path, progress: bool = True
+    params: SyntheticParams,
+    genres: Sequence[str],
+    out_dir: Path,
+    progress: bool = True,
+    workers: int = 1,
 ) -> list[Path]:
     """Write ``clips_per_genre`` clips of every genre under ``out_dir/genres``; sorted paths.
 
-    Runs ``params.workers`` processes (inline when <= 1). Workers are spawned, not forked,
-    so a parent that already started threads (torch, tqdm) cannot deadlock them.
+    Runs ``workers`` processes (inline when <= 1); the files are byte-identical for any
+    number. Workers are spawned, not forked, so a parent that already started threads (torch,
+    tqdm) cannot deadlock them.
     """
     for g in genres:
         _check_genre(g)
@@ -108,13 +113,13 @@ def generate_corpus(
     bar = tqdm(total=len(jobs), desc="synthesise", unit="clip", disable=not progress)
     paths: list[Path] = []
     try:
-        if params.workers <= 1:
+        if workers <= 1:
             for g, i in jobs:
                 paths.append(_render_to_file(g, i, params, out_dir))
                 bar.update()
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=params.workers, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 futures = [pool.submit(_render_to_file, g, i, params, out_dir) for g, i in jobs]
                 try:
                     for fut in as_completed(futures):
