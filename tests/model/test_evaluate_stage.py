@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -19,13 +20,9 @@ import pandas as pd
 import pytest
 import torch
 
-# tests/model is on sys.path (pytest prepend import mode)
-from test_train_stage import GENRES, SPLITS, empty_tracking_db, make_tiny_repo, tiny_params
-
 from genreflow.paths import Layout
 
 NAME = "genre-classifier"
-N_TEST = len(GENRES) * SPLITS["test"]
 
 
 def _point_mlflow(uri: str):
@@ -38,18 +35,18 @@ def _point_mlflow(uri: str):
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory: pytest.TempPathFactory):
+def evaluated(tiny, tmp_path_factory: pytest.TempPathFactory):
     from genreflow.evaluation.stage import evaluate_stage
     from genreflow.training.stage import train_stage
 
     root = tmp_path_factory.mktemp("evalrepo")
-    uri = empty_tracking_db(tmp_path_factory, root / "mlflow.db")
+    uri = tiny.tracking_db(tmp_path_factory, root / "mlflow.db")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         for var in ("DVC_STAGE", "DVC_EXP_NAME", "MLFLOW_REGISTRY_URI"):
             mp.delenv(var, raising=False)
-        layout = make_tiny_repo(root)
-        params = tiny_params()
+        layout = tiny.make_repo(root)
+        params = tiny.params()
         train_stage(params, "train_cnn", layout, progress=False)
         train_stage(params, "train_lstm", layout, progress=False)
         result = evaluate_stage(params, layout, progress=False)
@@ -73,22 +70,23 @@ def _sibling_repo(layout: Layout, tmp_path: Path) -> Layout:
     return other
 
 
-def test_reports_metrics_registration_and_champion(env):
+def test_reports_metrics_registration_and_champion(env, tiny):
     layout, uri, params, result = env
+    n_test = len(tiny.genres) * tiny.splits["test"]
     client = _point_mlflow(uri)
     metrics = json.loads((layout.reports_dir / "metrics.json").read_text())
     assert set(metrics) == {"cnn", "crnn", "baseline"}
     for arch in ("cnn", "crnn"):
         m = metrics[arch]
         assert m["accuracy_ci95_low"] <= m["accuracy"] <= m["accuracy_ci95_high"]
-        assert set(m["per_class"]) == set(GENRES) and 0.0 <= m["macro_f1"] <= 1.0
+        assert set(m["per_class"]) == set(tiny.genres) and 0.0 <= m["macro_f1"] <= 1.0
         rows = json.loads((layout.reports_dir / "evaluate" / f"confusion_{arch}.json").read_text())
-        assert len(rows) == m["n_clips"] == N_TEST
+        assert len(rows) == m["n_clips"] == n_test
         assert m["accuracy"] == pytest.approx(
             np.mean([r["actual"] == r["predicted"] for r in rows])
         )
         frame = pd.read_csv(layout.reports_dir / "evaluate" / f"confusion_{arch}.csv", index_col=0)
-        assert int(frame.to_numpy().sum()) == N_TEST
+        assert int(frame.to_numpy().sum()) == n_test
         assert (layout.reports_dir / "evaluate" / f"confusion_{arch}.png").stat().st_size > 0
         # test metrics and confusion files went into the candidate's training run
         run_id = json.loads((layout.models_dir / arch / "run.json").read_text())["run_id"]
@@ -109,7 +107,7 @@ def test_reports_metrics_registration_and_champion(env):
     # empty registry: the floor is the baseline of this run, by the paired test
     assert chosen["reference"] == "baseline" and chosen["decision"] == "promoted"
     ev = chosen["evidence"]
-    assert ev["n_clips"] == N_TEST and ev["alpha"] == params.evaluate.promotion_alpha
+    assert ev["n_clips"] == n_test and ev["alpha"] == params.evaluate.promotion_alpha
     assert ev["candidate_accuracy"] == pytest.approx(metrics[chosen["arch"]]["accuracy"])
     assert ev["reference_accuracy"] == pytest.approx(metrics["baseline"]["accuracy"])
     assert ev["lower_bound"] > params.evaluate.promotion_margin
@@ -205,12 +203,12 @@ def test_rescoring_uses_the_served_path_and_matches_the_feature_path(env):
     assert correct == tuple(by_id[t] for t in clips.track_ids) and notes == []
 
 
-def test_missing_run_names_the_fix(env, tmp_path, tmp_path_factory, monkeypatch):
+def test_missing_run_names_the_fix(env, tiny, tmp_path, tmp_path_factory, monkeypatch):
     from genreflow.evaluation.stage import MissingRunError, evaluate_stage
 
     layout, _, params, _ = env
     before = (layout.reports_dir / "metrics.json").read_bytes()
-    fresh = empty_tracking_db(tmp_path_factory, tmp_path / "fresh.db")  # mlflow.db replaced
+    fresh = tiny.tracking_db(tmp_path_factory, tmp_path / "fresh.db")  # mlflow.db replaced
     monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh)
     with pytest.raises(MissingRunError) as err:
         evaluate_stage(params, layout, progress=False)
@@ -229,7 +227,7 @@ def test_missing_run_json_names_the_stage(env, tmp_path):
         evaluate_stage(params, other, progress=False)
 
 
-def test_worse_candidates_are_not_promoted(env, tmp_path):
+def test_worse_candidates_are_not_promoted(env, tiny, tmp_path):
     """Untrained candidates (lr 0) lose to the champion, re-scored on the same raw clips."""
     from genreflow.evaluation.stage import evaluate_stage
     from genreflow.training.stage import train_stage
@@ -239,7 +237,7 @@ def test_worse_candidates_are_not_promoted(env, tmp_path):
     champion_before = client.get_model_version_by_alias(NAME, "champion")
 
     other = _sibling_repo(layout, tmp_path)
-    bad = tiny_params(epochs=1, lr=0.0)
+    bad = tiny.params(epochs=1, lr=0.0)
     train_stage(bad, "train_cnn", other, progress=False)
     train_stage(bad, "train_lstm", other, progress=False)
     result = evaluate_stage(bad, other, progress=False)
@@ -323,18 +321,22 @@ def test_rollback_sticks_through_evaluate(env, tmp_path, monkeypatch):
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == other["version"]
 
 
-def _evaluate_in_subprocess(root: Path, uri: str) -> subprocess.Popen:
+def _evaluate_in_subprocess(root: Path, uri: str, params) -> subprocess.Popen:
+    """``evaluate_stage(params, <root>)`` in a new process (``params`` passed as a pickle)."""
+    params_file = root.with_name(f"{root.name}.params.pickle")  # beside the repository
+    params_file.write_bytes(pickle.dumps(params))
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from test_train_stage import tiny_params;"
+        "import pickle, sys;"
+        "from pathlib import Path;"
         "from genreflow.evaluation.stage import evaluate_stage;"
         "from genreflow.paths import Layout;"
-        "evaluate_stage(tiny_params(), Layout.from_root(sys.argv[2]), progress=False)"
+        "params = pickle.loads(Path(sys.argv[1]).read_bytes());"
+        "evaluate_stage(params, Layout.from_root(sys.argv[2]), progress=False)"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env["MLFLOW_TRACKING_URI"] = uri
     return subprocess.Popen(
-        [sys.executable, "-c", code, str(Path(__file__).parent), str(root)],
+        [sys.executable, "-c", code, str(params_file), str(root)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -342,25 +344,27 @@ def _evaluate_in_subprocess(root: Path, uri: str) -> subprocess.Popen:
     )
 
 
-def test_two_evaluates_at_once_keep_every_decision(env, tmp_path, tmp_path_factory, monkeypatch):
+def test_two_evaluates_at_once_keep_every_decision(
+    env, tiny, tmp_path, tmp_path_factory, monkeypatch
+):
     """A weak and a strong pair of models evaluated concurrently into one fresh store: the
     strong one ends up champion, and the registry's histories lose no entry."""
     from genreflow.registry.aliases import decisions, history, promotion_lock
     from genreflow.training.stage import train_stage
 
     layout, _, params, _ = env
-    uri = empty_tracking_db(tmp_path_factory, tmp_path / "shared" / "mlflow.db")
+    uri = tiny.tracking_db(tmp_path_factory, tmp_path / "shared" / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     client = _point_mlflow(uri)
     weak, strong = _sibling_repo(layout, tmp_path / "w"), _sibling_repo(layout, tmp_path / "s")
-    for repo, p in ((weak, tiny_params(epochs=1, lr=0.0)), (strong, params)):
+    for repo, p in ((weak, tiny.params(epochs=1, lr=0.0)), (strong, params)):
         train_stage(p, "train_cnn", repo, progress=False)
         train_stage(p, "train_lstm", repo, progress=False)
 
     # Hold the promotion lock while both start, so both reach read-decide-write together;
     # while it is held, neither may record a decision.
     with promotion_lock(uri, NAME):
-        procs = [_evaluate_in_subprocess(r.root, uri) for r in (weak, strong)]
+        procs = [_evaluate_in_subprocess(r.root, uri, tiny.params()) for r in (weak, strong)]
         deadline = time.monotonic() + 240
         metrics = [r.reports_dir / "metrics.json" for r in (weak, strong)]
         while not all(m.is_file() for m in metrics) and time.monotonic() < deadline:

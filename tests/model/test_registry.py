@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-# tests/model is on sys.path (pytest prepend import mode)
-from test_train_stage import empty_tracking_db
-
 from genreflow.paths import Layout
 from genreflow.registry.aliases import (
     CHAMPION_ALIAS,
@@ -39,14 +36,14 @@ GATE = GateSettings(margin=0.0, alpha=0.05, samples=500, seed=0)
 
 
 @pytest.fixture()
-def registry(tmp_path, tmp_path_factory, monkeypatch):
+def registry(tiny, tmp_path, tmp_path_factory, monkeypatch):
     """Three versions of the model in a fresh store (model files are not needed for aliases)."""
     from mlflow.tracking import MlflowClient
 
     from genreflow.tracking import set_tracking
 
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    uri = empty_tracking_db(tmp_path_factory, tmp_path / "mlflow.db")
+    uri = tiny.tracking_db(tmp_path_factory, tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     layout = Layout.from_root(tmp_path)
     set_tracking(layout)

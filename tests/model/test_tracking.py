@@ -143,14 +143,13 @@ def test_hashes_track_content(tmp_path):
 
 
 def test_training_run_logs_and_resumes_only_unfinished_runs(
-    no_env, tmp_path, tmp_path_factory, monkeypatch
+    no_env, tiny, tmp_path, tmp_path_factory, monkeypatch
 ):
     import mlflow
     from mlflow.tracking import MlflowClient
-    from test_train_stage import empty_tracking_db  # tests/model is on sys.path
 
     layout = Layout.from_root(tmp_path)
-    empty_tracking_db(tmp_path_factory, layout.mlflow_db)  # skips the slow schema creation
+    tiny.tracking_db(tmp_path_factory, layout.mlflow_db)  # skips the slow schema creation
     (tmp_path / "data" / "validated").mkdir(parents=True)
     layout.validated_manifest.write_text("track_id,genre\n")
     monkeypatch.setenv("DVC_STAGE", "train_lstm")

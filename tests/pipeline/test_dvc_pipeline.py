@@ -10,11 +10,9 @@ another's order or leftovers.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,26 +21,9 @@ import pytest
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
 ALL_STAGES = {"fetch", "validate", "spectrogramize", "train_cnn", "train_lstm", "evaluate"}
 
 pytestmark = pytest.mark.integration
-
-
-def tiny_params(params: dict) -> dict:
-    params["data"]["synthetic"].update(clips_per_genre=3, duration_s=5.0)
-    params["features"].update(n_mels=32, n_fft=1024, hop_length=512)
-    for section, channels, dense in (
-        ("train_cnn", [4, 8, 8, 16, 16], [32, 16, 16, 16]),
-        ("train_lstm", [4, 8, 8], [16]),
-    ):
-        params[section].update(
-            epochs=2, batch_size=16, channels=channels, dense=dense, lstm_hidden=8,
-            early_stopping_patience=0,
-        )
-    params["evaluate"].update(bootstrap_samples=200)
-    return params
 
 
 def edit_params(root: Path, **changes: dict) -> None:
@@ -53,33 +34,10 @@ def edit_params(root: Path, **changes: dict) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def repo_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, check=True, capture_output=True, text=True,
-    ).stdout
-    return [line for line in out.splitlines() if line and (REPO / line).is_file()]
-
-
-def clean_env() -> dict[str, str]:
-    """This process's environment without MLflow's variables, which in-process tests (and
-    ``mlflow.set_tracking_uri`` itself) may have set: each copy must use its own mlflow.db."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-
-
-def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = clean_env()
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    proc = subprocess.run(
-        [str(VENV_BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True,
-        timeout=900,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(
-            f"dvc {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
+@pytest.fixture(scope="module")
+def dvc(pipeline_kit):
+    """``dvc(root, *args)``: the completed process; an AssertionError if dvc failed."""
+    return pipeline_kit.dvc
 
 
 def stages_run(proc: subprocess.CompletedProcess) -> set[str]:
@@ -87,28 +45,18 @@ def stages_run(proc: subprocess.CompletedProcess) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def repo(tmp_path_factory, pipeline_kit) -> Path:
     root = tmp_path_factory.mktemp("genreflow-copy")
-    for rel in repo_files():
-        dest = root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, dest)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(params), sort_keys=False))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
-    subprocess.run([*git, "init", "-q"], cwd=root, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
-    subprocess.run([*git, "commit", "-qm", "copy"], cwd=root, check=True)
-    return root
+    return pipeline_kit.copy_repo(root, pipeline_kit.tiny_params)
 
 
 @pytest.fixture(scope="module")
-def first_run(repo: Path) -> subprocess.CompletedProcess:
+def first_run(repo: Path, dvc) -> subprocess.CompletedProcess:
     return dvc(repo, "repro")
 
 
 @pytest.fixture()
-def built_copy(repo: Path, champion: str, tmp_path: Path) -> Path:
+def built_copy(repo: Path, champion: str, tmp_path: Path, dvc) -> Path:
     """A private copy of the built repository (outputs, DVC cache, git, mlflow.db, with a
     champion), for a test that changes it. The copy's runs keep their artifacts in the
     original's mlruns/ (absolute URIs), which such tests only read."""
@@ -128,7 +76,7 @@ def _champion(client) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def champion(repo: Path, first_run) -> str:
+def champion(repo: Path, first_run, pipeline_kit) -> str:
     """The champion version. Three clips per genre give the gate too little evidence to beat
     the baseline, so a person would promote by hand, and so does this fixture."""
     from mlflow import MlflowClient
@@ -140,8 +88,12 @@ def champion(repo: Path, first_run) -> str:
         return current
     chosen = json.loads((repo / "reports/promotion.json").read_text())["decisions"][0]
     proc = subprocess.run(
-        [str(VENV_BIN / "genreflow"), "promote", chosen["version"]],
-        cwd=repo, capture_output=True, text=True, timeout=300, env=clean_env(),
+        [str(pipeline_kit.venv_bin / "genreflow"), "promote", chosen["version"]],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=pipeline_kit.clean_env(),
     )
     assert proc.returncode == 0, proc.stderr
     assert _champion(client) == chosen["version"]
@@ -209,11 +161,11 @@ def test_mlflow_holds_both_runs_versions_and_champion(repo, first_run):
     )
 
 
-def test_second_repro_runs_nothing(repo, first_run):
+def test_second_repro_runs_nothing(repo, first_run, dvc):
     assert stages_run(dvc(repo, "repro")) == set()
 
 
-def test_metrics_and_plots_commands_work(repo, first_run):
+def test_metrics_and_plots_commands_work(repo, first_run, dvc):
     shown = dvc(repo, "metrics", "show", "--json").stdout
     assert "accuracy" in shown
     dvc(repo, "plots", "show", "--json")
@@ -258,26 +210,35 @@ def test_no_train_serve_skew_for_the_champion(repo, champion):
         assert torch.allclose(served(one[None]), expected.mean(0, keepdim=True), atol=1e-4)
 
 
-def test_predict_command_uses_the_champion(repo, champion):
+def test_predict_command_uses_the_champion(repo, champion, pipeline_kit):
     validated = pd.read_csv(repo / "data/validated/manifest.csv")
     clip = validated[validated["split"] == "test"]["path"].iloc[0]
     proc = subprocess.run(
-        [str(VENV_BIN / "genreflow"), "predict", clip, "--top", "2"],
-        cwd=repo, capture_output=True, text=True, timeout=300,
-        env=clean_env(),
+        [str(pipeline_kit.venv_bin / "genreflow"), "predict", clip, "--top", "2"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=pipeline_kit.clean_env(),
     )
     assert proc.returncode == 0, proc.stderr
     path, genre, _ = proc.stdout.strip().splitlines()[-1].split("\t")
-    assert path == clip and genre in yaml.safe_load((repo / "params.yaml").read_text())[
-        "data"]["genres"]
+    assert (
+        path == clip
+        and genre in yaml.safe_load((repo / "params.yaml").read_text())["data"]["genres"]
+    )
     missing = subprocess.run(
-        [str(VENV_BIN / "genreflow"), "predict", "no/such.wav"],
-        cwd=repo, capture_output=True, text=True, timeout=300, env=clean_env(),
+        [str(pipeline_kit.venv_bin / "genreflow"), "predict", "no/such.wav"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=pipeline_kit.clean_env(),
     )
     assert missing.returncode == 1 and "no/such.wav: file not found" in missing.stderr
 
 
-def test_manual_promote_and_rollback_move_the_alias(built_copy):
+def test_manual_promote_and_rollback_move_the_alias(built_copy, pipeline_kit):
     from mlflow import MlflowClient
 
     repo = built_copy
@@ -285,11 +246,13 @@ def test_manual_promote_and_rollback_move_the_alias(built_copy):
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     before = client.get_model_version_by_alias("genre-classifier", "champion").version
     other = next(
-        v.version for v in client.search_model_versions("name='genre-classifier'")
+        v.version
+        for v in client.search_model_versions("name='genre-classifier'")
         if v.version != before
     )
-    cli = [str(VENV_BIN / "genreflow")]
-    run = {"cwd": repo, "capture_output": True, "text": True, "timeout": 300, "env": clean_env()}
+    cli = [str(pipeline_kit.venv_bin / "genreflow")]
+    env = pipeline_kit.clean_env()
+    run = {"cwd": repo, "capture_output": True, "text": True, "timeout": 300, "env": env}
     promoted = subprocess.run([*cli, "promote", str(other)], **run)
     assert promoted.returncode == 0, promoted.stderr
     assert client.get_model_version_by_alias("genre-classifier", "champion").version == other
@@ -298,13 +261,13 @@ def test_manual_promote_and_rollback_move_the_alias(built_copy):
     assert client.get_model_version_by_alias("genre-classifier", "champion").version == before
 
 
-def test_lstm_param_change_reruns_only_train_lstm_and_evaluate(built_copy):
+def test_lstm_param_change_reruns_only_train_lstm_and_evaluate(built_copy, dvc):
     repo = built_copy
     edit_params(repo, train_lstm={"lr": 0.005})
     assert stages_run(dvc(repo, "repro")) == {"train_lstm", "evaluate"}
 
 
-def test_features_param_change_skips_fetch_and_validate(built_copy):
+def test_features_param_change_skips_fetch_and_validate(built_copy, dvc):
     repo = built_copy
     edit_params(repo, features={"n_mels": 24})
     ran = stages_run(dvc(repo, "repro"))
@@ -315,7 +278,7 @@ def test_features_param_change_skips_fetch_and_validate(built_copy):
     assert FeatureStore.load(repo / "data/features").features.shape[1] == 24
 
 
-def changed_stages(root: Path) -> set[str]:
+def changed_stages(dvc, root: Path) -> set[str]:
     """Stages ``dvc status`` reports as changed (their own deps, params or outs)."""
     out = dvc(root, "status", "--json").stdout
     return {name for name in json.loads(out or "{}") if not name.endswith(".dvc")}
@@ -327,20 +290,22 @@ def changed_stages(root: Path) -> set[str]:
         ("src/genreflow/config.py", ALL_STAGES),
         ("src/genreflow/registry/decision.py", {"evaluate"}),
         ("src/genreflow/sources/manifest.py", {"fetch", "validate"}),
-        ("src/genreflow/features/frontend.py",
-         {"spectrogramize", "train_cnn", "train_lstm", "evaluate"}),
+        (
+            "src/genreflow/features/frontend.py",
+            {"spectrogramize", "train_cnn", "train_lstm", "evaluate"},
+        ),
     ],
 )
-def test_code_edits_mark_exactly_the_stages_that_run_them(built_copy, edited, expected):
+def test_code_edits_mark_exactly_the_stages_that_run_them(built_copy, dvc, edited, expected):
     path = built_copy / edited
     path.write_text(path.read_text() + "\n# an edit\n")
-    assert changed_stages(built_copy) == expected
+    assert changed_stages(dvc, built_copy) == expected
 
 
-def test_runtime_knobs_rerun_nothing(built_copy):
+def test_runtime_knobs_rerun_nothing(built_copy, dvc):
     """Worker and thread counts change speed, not results: no stage lists `runtime`."""
     edit_params(built_copy, runtime={"workers": 1, "torch_threads": 1})
-    assert changed_stages(built_copy) == set()
+    assert changed_stages(dvc, built_copy) == set()
     assert stages_run(dvc(built_copy, "repro")) == set()
 
 

@@ -9,7 +9,7 @@ DVC 3.67 runs an experiment's stage commands in one of three places:
 
 The clones are deleted when the experiment ends, so a run logged to a store inside one is
 lost. Each test runs one mode on a temporary copy of the repository (the tiny profile of
-``test_dvc_pipeline``, one epoch) and checks that the copy's root ``mlflow.db`` holds that
+``pipeline_kit``, one epoch) and checks that the copy's root ``mlflow.db`` holds that
 experiment's training runs with the seed it set, and that no store appeared under
 ``.dvc/tmp``. The first experiment builds every stage; later ones retrain and evaluate only.
 Every process a test starts (including the queue's detached worker) is stopped by it.
@@ -20,17 +20,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from test_dvc_pipeline import REPO, VENV_BIN, clean_env, repo_files, tiny_params
 
 pytestmark = pytest.mark.integration
 
@@ -44,28 +40,18 @@ QUEUE_DONE = {"Success", "Failed"}
 
 
 # --------------------------------------------------------------------------- the copy
-def one_epoch_params(params: dict) -> dict:
-    """``test_dvc_pipeline``'s tiny profile with one epoch: these tests need runs, not models."""
-    params = tiny_params(params)
-    for section in ("train_cnn", "train_lstm"):
-        params[section]["epochs"] = 1
-    return params
-
-
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def repo(tmp_path_factory, pipeline_kit) -> Path:
     """A committed copy of the repository with the one-epoch profile (no outputs built yet)."""
-    root = tmp_path_factory.mktemp("genreflow-exps")
-    for rel in repo_files():
-        dest = root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, dest)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    (root / "params.yaml").write_text(yaml.safe_dump(one_epoch_params(params), sort_keys=False))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
-        subprocess.run([*git, *args], cwd=root, check=True, capture_output=True)
-    return root
+
+    def one_epoch_params(params: dict) -> dict:
+        """The tiny profile with one epoch: these tests need runs, not models."""
+        params = pipeline_kit.tiny_params(params)
+        for section in ("train_cnn", "train_lstm"):
+            params[section]["epochs"] = 1
+        return params
+
+    return pipeline_kit.copy_repo(tmp_path_factory.mktemp("genreflow-exps"), one_epoch_params)
 
 
 @pytest.fixture(scope="module")
@@ -74,39 +60,18 @@ def finished() -> dict[str, int]:
     return {}
 
 
-def dvc_env() -> dict[str, str]:
-    """A clean environment: no MLflow URI and no DVC variables of an enclosing stage."""
-    env = {k: v for k, v in clean_env().items() if k not in ("DVC_ROOT", "DVC_STAGE")}
-    env.pop("DVC_EXP_NAME", None)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"  # the queue worker finds dvc
-    env["DVC_NO_ANALYTICS"] = "1"
-    return env
+Dvc = Callable[..., str]  # dvc(root, *args, timeout=DVC_TIMEOUT_S)
 
 
-def dvc(root: Path, *args: str, timeout: float = DVC_TIMEOUT_S) -> str:
-    """Run ``dvc`` in ``root``; its stdout+stderr, or an AssertionError showing them.
+@pytest.fixture(scope="module")
+def dvc(pipeline_kit) -> Dvc:
+    """``dvc(root, *args, timeout=)``: stdout and stderr as one text, or an AssertionError
+    showing them (the shared runner; on a timeout it kills dvc's whole process group)."""
 
-    It runs in its own session so that, on a timeout, its whole process group (the stage
-    commands it started included) is killed, not just the ``dvc`` process.
-    """
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "dvc"), *args],
-        cwd=root,
-        env=dvc_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        raise AssertionError(f"dvc {' '.join(args)} timed out after {timeout} s:\n{out}") from None
-    if proc.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{out}")
-    return out
+    def run(root: Path, *args: str, timeout: float = DVC_TIMEOUT_S) -> str:
+        return pipeline_kit.dvc(root, *args, timeout=timeout, merge_output=True).stdout
+
+    return run
 
 
 # --------------------------------------------------------------------------- what landed where
@@ -155,7 +120,7 @@ def executor_dir(root: Path, exp_name: str) -> Path:
     return dirs.pop().resolve()
 
 
-def run_experiment(root: Path, name: str, seed: int, *mode: str) -> str:
+def run_experiment(dvc: Dvc, root: Path, name: str, seed: int, *mode: str) -> str:
     return dvc(root, "exp", "run", *mode, "-S", f"seed={seed}", "-n", name)
 
 
@@ -195,7 +160,7 @@ def kill_worker(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def stop_workers(root: Path) -> None:
+def stop_workers(dvc: Dvc, root: Path) -> None:
     """``dvc queue stop --kill``, then wait for each worker; kill by PID whatever remains."""
     pids = worker_pids(root)
     if not pids:
@@ -212,15 +177,15 @@ def stop_workers(root: Path) -> None:
 
 
 @pytest.fixture()
-def queue(repo: Path) -> Iterator[Path]:
+def queue(repo: Path, dvc: Dvc) -> Iterator[Path]:
     """The copy, with every queue worker started during the test stopped afterwards."""
     try:
         yield repo
     finally:
-        stop_workers(repo)
+        stop_workers(dvc, repo)
 
 
-def queue_status(root: Path, name: str) -> str | None:
+def queue_status(dvc: Dvc, root: Path, name: str) -> str | None:
     """The status column of ``name`` in ``dvc queue status`` (None if not listed)."""
     for line in dvc(root, "queue", "status", timeout=60).splitlines():
         if re.match(rf"^\w+\s+{re.escape(name)}\s", line):
@@ -228,12 +193,12 @@ def queue_status(root: Path, name: str) -> str | None:
     return None
 
 
-def wait_for_queue(root: Path, name: str, timeout: float = QUEUE_TIMEOUT_S) -> str:
+def wait_for_queue(dvc: Dvc, root: Path, name: str, timeout: float = QUEUE_TIMEOUT_S) -> str:
     """Poll ``dvc queue status`` until ``name`` succeeded or failed; its final status."""
     deadline = time.monotonic() + timeout
     status = None
     while time.monotonic() < deadline:
-        status = queue_status(root, name)
+        status = queue_status(dvc, root, name)
         if status in QUEUE_DONE:
             return status
         time.sleep(2)
@@ -241,19 +206,19 @@ def wait_for_queue(root: Path, name: str, timeout: float = QUEUE_TIMEOUT_S) -> s
 
 
 # --------------------------------------------------------------------------- the tests
-def test_workspace_experiment_logs_to_repo_store(repo, finished):
-    out = run_experiment(repo, "ws-seed11", 11)
+def test_workspace_experiment_logs_to_repo_store(repo, dvc, finished):
+    out = run_experiment(dvc, repo, "ws-seed11", 11)
     assert set(re.findall(r"Running stage '([^']+)'", out)) >= TRAIN_STAGES
     assert executor_dir(repo, "ws-seed11") == repo.resolve()
     assert_runs_in_repo_store(repo, "ws-seed11", 11)
     finished["ws-seed11"] = 11
 
 
-def test_queued_experiment_logs_to_repo_store(queue, finished):
+def test_queued_experiment_logs_to_repo_store(queue, dvc, finished):
     repo = queue
     dvc(repo, "exp", "run", "--queue", "-S", "seed=12", "-n", "queue-seed12")
     dvc(repo, "queue", "start", "-j", "1")
-    status = wait_for_queue(repo, "queue-seed12")
+    status = wait_for_queue(dvc, repo, "queue-seed12")
     assert status == "Success", dvc(repo, "queue", "logs", "queue-seed12", timeout=60)
     workspace = executor_dir(repo, "queue-seed12")
     assert workspace.is_relative_to(repo.resolve() / EXPS_DIR), workspace
@@ -261,15 +226,15 @@ def test_queued_experiment_logs_to_repo_store(queue, finished):
     finished["queue-seed12"] = 12
 
 
-def test_temp_experiment_logs_to_repo_store(repo, finished):
-    run_experiment(repo, "temp-seed13", 13, "--temp")
+def test_temp_experiment_logs_to_repo_store(repo, dvc, finished):
+    run_experiment(dvc, repo, "temp-seed13", 13, "--temp")
     workspace = executor_dir(repo, "temp-seed13")
     assert workspace.is_relative_to(repo.resolve() / EXPS_DIR / "standalone"), workspace
     assert_runs_in_repo_store(repo, "temp-seed13", 13)
     finished["temp-seed13"] = 13
 
 
-def test_exp_show_lists_the_experiments(repo, finished):
+def test_exp_show_lists_the_experiments(repo, dvc, finished):
     if not finished:
         pytest.skip("no experiment completed in this module")
     shown = json.loads(dvc(repo, "exp", "show", "--json", timeout=120))
