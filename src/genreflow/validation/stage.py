@@ -136,6 +136,107 @@ def _listing(rows: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _gtzan_assignment(
+    clips: pd.DataFrame, layout: Layout
+) -> tuple[dict[str, str | None], set[str]]:
+    """GTZAN's fixed split per path, and the paths its filtered lists leave out."""
+    by_track = gtzan_split(clips["track_id"])
+    if not any(by_track.values()):
+        raise ValidationFailed(
+            f"{layout.raw_manifest}: none of the {len(clips)} track ids (e.g. "
+            f"{clips['track_id'].iloc[0]!r}) is in torchaudio's GTZAN split lists; for data "
+            "that is not GTZAN set validate.split.scheme: stratified"
+        )
+    split_of = {p: by_track[t] for p, t in zip(clips["path"], clips["track_id"], strict=True)}
+    return split_of, {p for p, s in split_of.items() if s is None}
+
+
+def _stable_assignment(clips: pd.DataFrame, split: Any) -> dict[str, str | None]:
+    """Split per path, keyed by track id: a quarantined or added file moves no other track."""
+    hashed = stable_split(clips["track_id"], split.val_fraction, split.test_fraction, split.seed)
+    return {p: hashed[t] for p, t in zip(clips["path"], clips["track_id"], strict=True)}
+
+
+def _quarantine(
+    gxv: Any, session: Any, clips: pd.DataFrame, params: Params, excluded: set[str]
+) -> tuple[pd.DataFrame, Any]:
+    """The clip suite's verdicts as per-clip status and reasons, and the GX result."""
+    checks = gxv.clip_checks(params.validate, tuple(params.data.genres))
+    result = session.run(
+        gxv.CLIP_SUITE, clips, [c.expectation for c in checks], index_column="path"
+    )
+    failures = gxv.clip_failures(clips, checks, result)
+    duplicated = {p for p, f in failures.items() if f.pop(gxv.DUPLICATE_CHECK, None)}
+    _resolve_duplicates(clips, duplicated, failures, excluded)
+    return _status_and_reason(clips, failures, excluded), result
+
+
+@dataclass(frozen=True)
+class _Balance:
+    counts: pd.DataFrame
+    floor: float
+    result: Any
+
+
+def _balance(gxv: Any, session: Any, accepted: pd.DataFrame, params: Params) -> _Balance:
+    counts = gxv.balance_table(accepted["genre"], tuple(params.data.genres))
+    expectation, floor = gxv.balance_expectation(counts, params.validate.class_balance_tolerance)
+    result = session.run(gxv.BALANCE_SUITE, counts, [expectation], index_column="genre")
+    return _Balance(counts, floor, result)
+
+
+def _summarise(
+    clips: pd.DataFrame, params: Params, scheme: str, clip_ok: bool, balance: _Balance
+) -> tuple[ValidationSummary, list[str]]:
+    """The metrics DVC tracks, and every reason the data is unfit (empty when it passes)."""
+    v = params.validate
+    accepted = clips[clips["status"] == "accepted"]
+    n_files = len(clips)
+    n_quarantined = int((clips["status"] == "quarantined").sum())
+    n_excluded = int((clips["status"] == "excluded").sum())
+    eligible = n_files - n_excluded
+    share = n_quarantined / eligible if eligible else 0.0
+    per_split = {s: int((accepted["split"] == s).sum()) for s in SPLITS}
+
+    problems: list[str] = []
+    if share > v.max_quarantine_share:
+        problems.append(
+            f"{n_quarantined} of {eligible} files quarantined ({share:.1%}), more than "
+            f"validate.max_quarantine_share ({v.max_quarantine_share:.1%}):\n"
+            f"{_listing(clips[clips['status'] == 'quarantined'])}"
+        )
+    if not balance.result.success:
+        listing = ", ".join(f"{r.genre}={r.accepted}" for r in balance.counts.itertuples())
+        problems.append(
+            f"classes are not balanced: accepted clips per genre {listing}; each needs at least "
+            f"{balance.floor:g} = (1 - validate.class_balance_tolerance "
+            f"{v.class_balance_tolerance:g}) x the largest count"
+        )
+    empty = [s for s in SPLITS if per_split[s] == 0]
+    if accepted.empty:
+        problems.append(f"no file passed validation ({n_files} listed, {n_excluded} excluded)")
+    elif empty:
+        problems.append(
+            f"split {empty} would be empty (per split: {per_split}); add clips or change "
+            "validate.split"
+        )
+    summary = ValidationSummary(
+        n_files=n_files,
+        n_accepted=len(accepted),
+        n_quarantined=n_quarantined,
+        n_excluded=n_excluded,
+        quarantine_share=round(share, 6),
+        max_quarantine_share=v.max_quarantine_share,
+        scheme=scheme,
+        gx_success=bool(clip_ok and balance.result.success),
+        class_balance_ok=bool(balance.result.success),
+        passed=not problems,
+        per_split=per_split,
+        per_genre=_per_genre(clips, tuple(params.data.genres)),
+    )
+    return summary, problems
+
+
 def validate(
     params: Params, layout: Layout, progress: bool = True, workers: int = 2
 ) -> ValidationSummary:
@@ -149,7 +250,6 @@ def validate(
     from genreflow.validation import expectations as gxv
 
     v = params.validate
-    genres = tuple(params.data.genres)
     scheme = resolve_scheme(v.split.scheme, params.data.source)
     if scheme == "stratified":
         check_fractions(v.split.val_fraction, v.split.test_fraction)
@@ -161,93 +261,23 @@ def validate(
     split_of: dict[str, str | None] = {}
     excluded: set[str] = set()
     if scheme == "gtzan":
-        by_track = gtzan_split(clips["track_id"])
-        if not any(by_track.values()):
-            raise ValidationFailed(
-                f"{layout.raw_manifest}: none of the {len(clips)} track ids (e.g. "
-                f"{clips['track_id'].iloc[0]!r}) is in torchaudio's GTZAN split lists; for data "
-                "that is not GTZAN set validate.split.scheme: stratified"
-            )
-        split_of = {p: by_track[t] for p, t in zip(clips["path"], clips["track_id"], strict=True)}
-        excluded = {p for p, s in split_of.items() if s is None}
-
+        split_of, excluded = _gtzan_assignment(clips, layout)
     session = gxv.GxSession()
-    checks = gxv.clip_checks(v, genres)
-    clip_result = session.run(
-        gxv.CLIP_SUITE, clips, [c.expectation for c in checks], index_column="path"
-    )
-    failures = gxv.clip_failures(clips, checks, clip_result)
-    duplicated = {p for p, f in failures.items() if f.pop(gxv.DUPLICATE_CHECK, None)}
-    _resolve_duplicates(clips, duplicated, failures, excluded)
-    clips = _status_and_reason(clips, failures, excluded)
-
+    clips, clip_result = _quarantine(gxv, session, clips, params, excluded)
     if scheme == "stratified":
-        # Keyed by track id, so a quarantined or added file moves no other track (stable_split).
-        hashed = stable_split(
-            clips["track_id"], v.split.val_fraction, v.split.test_fraction, v.split.seed
-        )
-        split_of = {p: hashed[t] for p, t in zip(clips["path"], clips["track_id"], strict=True)}
+        split_of = _stable_assignment(clips, v.split)
     clips["split"] = [
         split_of.get(p) if s == "accepted" else None
         for p, s in zip(clips["path"], clips["status"], strict=True)
     ]
-    accepted = clips[clips["status"] == "accepted"]
-
-    counts = gxv.balance_table(accepted["genre"], genres)
-    balance_exp, floor = gxv.balance_expectation(counts, v.class_balance_tolerance)
-    balance_result = session.run(gxv.BALANCE_SUITE, counts, [balance_exp], index_column="genre")
-
-    n_files = len(clips)
-    n_quarantined = int((clips["status"] == "quarantined").sum())
-    n_excluded = int((clips["status"] == "excluded").sum())
-    eligible = n_files - n_excluded
-    share = n_quarantined / eligible if eligible else 0.0
-    per_split = {s: int((accepted["split"] == s).sum()) for s in SPLITS}
-
-    problems: list[str] = []
-    if share > v.max_quarantine_share:
-        quarantined = clips[clips["status"] == "quarantined"]
-        problems.append(
-            f"{n_quarantined} of {eligible} files quarantined ({share:.1%}), more than "
-            f"validate.max_quarantine_share ({v.max_quarantine_share:.1%}):\n"
-            f"{_listing(quarantined)}"
-        )
-    if not balance_result.success:
-        listing = ", ".join(f"{r.genre}={r.accepted}" for r in counts.itertuples())
-        problems.append(
-            f"classes are not balanced: accepted clips per genre {listing}; each needs at least "
-            f"{floor:g} = (1 - validate.class_balance_tolerance {v.class_balance_tolerance:g}) "
-            f"x the largest count"
-        )
-    empty = [s for s in SPLITS if per_split[s] == 0]
-    if accepted.empty:
-        problems.append(f"no file passed validation ({n_files} listed, {n_excluded} excluded)")
-    elif empty:
-        problems.append(
-            f"split {empty} would be empty (per split: {per_split}); add clips or change "
-            "validate.split"
-        )
-
-    summary = ValidationSummary(
-        n_files=n_files,
-        n_accepted=len(accepted),
-        n_quarantined=n_quarantined,
-        n_excluded=n_excluded,
-        quarantine_share=round(share, 6),
-        max_quarantine_share=v.max_quarantine_share,
-        scheme=scheme,
-        gx_success=bool(clip_result.success and balance_result.success),
-        class_balance_ok=bool(balance_result.success),
-        passed=not problems,
-        per_split=per_split,
-        per_genre=_per_genre(clips, genres),
-    )
+    balance = _balance(gxv, session, clips[clips["status"] == "accepted"], params)
+    summary, problems = _summarise(clips, params, scheme, clip_result.success, balance)
 
     report.write_clip_table(layout.validation_clips, clips)
     report.write_quarantine(layout.validation_quarantine, clips)
     report.write_gx_results(
         layout.validation_gx_result,
-        {gxv.CLIP_SUITE: clip_result, gxv.BALANCE_SUITE: balance_result},
+        {gxv.CLIP_SUITE: clip_result, gxv.BALANCE_SUITE: balance.result},
     )
     report.write_data_docs(layout.validation_data_docs, session.build_data_docs)
     report.write_summary(layout.validation_summary, summary.to_dict())
