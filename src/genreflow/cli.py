@@ -134,6 +134,51 @@ def evaluate(root: RootOption = None, quiet: QuietOption = False) -> None:
     _run("evaluate", go)
 
 
+@app.command(
+    epilog=(
+        "Exit codes: 0 = a new champion was promoted; 3 = trained (or already up to date) "
+        "but the champion did not change; 1 = a step failed (one line names it); "
+        "2 = bad command line."
+    )
+)
+def retrain(
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            "-S",
+            metavar="KEY=VALUE",
+            help="Override a params.yaml key for this run (repeatable); runs `dvc exp run -S`.",
+        ),
+    ] = None,
+    base: Annotated[
+        str,
+        typer.Option(
+            envvar="RETRAIN_BASE",
+            help="Git revision the report compares params, metrics and data with.",
+        ),
+    ] = "HEAD",
+    root: RootOption = None,
+) -> None:
+    """Retrain and report: dvc pull, dvc repro, reports/retrain.md, dvc push.
+
+    Pull and push only when a DVC remote is configured; the remote and an
+    http(s) MLFLOW_TRACKING_URI are checked for reachability first.
+    The same command runs on a laptop and in CI (`make retrain`).
+    """
+    from genreflow.retrain import RetrainOptions
+    from genreflow.retrain import retrain as do_retrain
+
+    outcome = []
+    _run(
+        "retrain",
+        lambda: outcome.append(
+            do_retrain(RetrainOptions(root=root, overrides=tuple(set_ or ()), base=base))
+        ),
+    )
+    raise typer.Exit(outcome[0].exit_code)
+
+
 def _registry_action(command: str, name: str | None, root: Path | None, action) -> None:
     """Run ``action(registered_model_name, layout)`` against this repo's registry; print JSON."""
     from genreflow.tracking import configure_mlflow
@@ -213,15 +258,27 @@ def ui(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     root: RootOption = None,
 ) -> None:
-    """Open the MLflow UI on this repository's tracking store (mlflow.db)."""
+    """Open the MLflow UI on this repository's tracking store (mlflow.db).
+
+    Prints the direct link to the project experiment's runs table, because the UI opens in
+    its GenAI view, where training runs are easy to miss.
+    """
+    from genreflow.config import load_params
+    from genreflow.errors import GenreflowError
     from genreflow.paths import Layout
     from genreflow.tracking import resolve_tracking_uri
+    from genreflow.ui_links import ui_banner
 
     layout = Layout.from_root(root)
     uri = resolve_tracking_uri(layout.root)
+    try:
+        experiment: str | None = load_params(layout.params).evaluate.experiment
+    except GenreflowError:  # the UI still opens; the banner says why there is no link
+        experiment = None
     mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     cmd = [mlflow_bin, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
-    typer.echo(f"MLflow UI on http://{host}:{port} (store: {uri}); Ctrl+C stops it")
+    for line in ui_banner(host, port, uri, experiment):
+        typer.echo(line)
     raise SystemExit(subprocess.call(cmd, cwd=layout.root))
 
 

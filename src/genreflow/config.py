@@ -55,7 +55,9 @@ class SyntheticParams:
 
 @dataclass(frozen=True)
 class LocalParams:
-    path: str = ""
+    # A dependency of the fetch stage (``${data.local.path}`` in dvc.yaml), so it must name a
+    # path that exists even when unused: data/local is a folder kept in git.
+    path: str = "data/local"
 
 
 @dataclass(frozen=True)

@@ -138,11 +138,21 @@ def run_zizmor(root: Path, env: dict, persona: str) -> tuple[int, list, str]:
     # --no-config and --no-ignores: no configuration file or inline comment may hide a finding.
     proc = subprocess.run(
         [
-            str(ZIZMOR), "--offline", "--no-config", "--no-ignores", "--no-progress",
-            "--persona", persona, "--format", "json",
+            str(ZIZMOR),
+            "--offline",
+            "--no-config",
+            "--no-ignores",
+            "--no-progress",
+            "--persona",
+            persona,
+            "--format",
+            "json",
             ".github/workflows/retrain.yml",
         ],
-        cwd=root, env=env, capture_output=True, text=True,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     try:
         findings = json.loads(proc.stdout)
@@ -184,8 +194,14 @@ def check_push_paths(doc: dict, text: str) -> list[str]:
     ]
     problems += [
         f"push.paths misses {p!r}"
-        for p in ("params.yaml", "dvc.yaml", "stages/train_cnn.py", "src/genreflow/cli.py",
-                  "data/raw.dvc", "data/extra/more.dvc")
+        for p in (
+            "params.yaml",
+            "dvc.yaml",
+            "stages/train_cnn.py",
+            "src/genreflow/cli.py",
+            "data/raw.dvc",
+            "data/extra/more.dvc",
+        )
         if not matches_any(paths, p)
     ]
     return problems
@@ -253,7 +269,9 @@ def check_no_interpolation_in_run(doc: dict, text: str) -> list[str]:
         for expr in EXPR_RE.findall(str(step.get("run", "")))
     ]
     env_refs = [
-        v for _, step in steps(doc) for v in (step.get("env") or {}).values()
+        v
+        for _, step in steps(doc)
+        for v in (step.get("env") or {}).values()
         if "inputs.overrides" in str(v)
     ]
     if not env_refs:
@@ -288,11 +306,16 @@ def check_pr_runs_tests_only(doc: dict, text: str) -> list[str]:
 def check_setup_and_install(doc: dict, text: str) -> list[str]:
     problems = []
     for name in ("test", "retrain"):
-        setup = [s for s in jobs(doc)[name]["steps"]
-                 if str(s.get("uses", "")).startswith("actions/setup-python@")]
+        setup = [
+            s
+            for s in jobs(doc)[name]["steps"]
+            if str(s.get("uses", "")).startswith("actions/setup-python@")
+        ]
         w = (setup or [{}])[0].get("with") or {}
         if (str(w.get("python-version")), w.get("cache"), w.get("cache-dependency-path")) != (
-            "3.11", "pip", "constraints.txt"
+            "3.11",
+            "pip",
+            "constraints.txt",
         ):
             problems.append(f"{name}: setup-python is not 3.11 with a pip cache on constraints.txt")
     if not any(s.get("run") == "make install" for s in jobs(doc)["retrain"]["steps"]):
@@ -306,8 +329,12 @@ def check_reports(doc: dict, text: str) -> list[str]:
     summary = [s for s in retrain if "GITHUB_STEP_SUMMARY" in str(s.get("run", ""))]
     if not summary or summary[0].get("if") != "always()":
         problems.append("reports/retrain.md is not always appended to the job summary")
-    uploads = [s for s in retrain if str(s.get("uses", "")).startswith("actions/upload-artifact@")
-               and (s.get("with") or {}).get("path") == "reports/"]
+    uploads = [
+        s
+        for s in retrain
+        if str(s.get("uses", "")).startswith("actions/upload-artifact@")
+        and (s.get("with") or {}).get("path") == "reports/"
+    ]
     if not uploads or uploads[0].get("if") != "always()":
         problems.append("reports/ is not always uploaded")
     return problems
@@ -316,9 +343,16 @@ def check_reports(doc: dict, text: str) -> list[str]:
 CHECKS: dict[str, Callable[[dict, str], list[str]]] = {
     f.__name__.removeprefix("check_"): f
     for f in (
-        check_triggers, check_push_paths, check_self_trigger_guard, check_pinned,
-        check_permissions, check_concurrency, check_no_interpolation_in_run,
-        check_checkout_credentials, check_pr_runs_tests_only, check_setup_and_install,
+        check_triggers,
+        check_push_paths,
+        check_self_trigger_guard,
+        check_pinned,
+        check_permissions,
+        check_concurrency,
+        check_no_interpolation_in_run,
+        check_checkout_credentials,
+        check_pr_runs_tests_only,
+        check_setup_and_install,
         check_reports,
     )
 }
@@ -358,7 +392,10 @@ def bash(script: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     path.write_text(script)
     return subprocess.run(
         ["bash", "--noprofile", "--norc", "-e", str(path)],
-        cwd=cwd, env=env, capture_output=True, text=True,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -390,9 +427,13 @@ def retrain_env(tmp_path, git_env, text):
     )
     env = dict(git_env)
     env.update(
-        GITHUB_OUTPUT=str(tmp_path / "out"), FAKE_ARGS=str(tmp_path / "args"),
-        FAKE_ENV=str(tmp_path / "env"), FAKE_RC="0", GITHUB_EVENT_NAME="workflow_dispatch",
-        RETRAIN_SET="", PUSH_BEFORE="",
+        GITHUB_OUTPUT=str(tmp_path / "out"),
+        FAKE_ARGS=str(tmp_path / "args"),
+        FAKE_ENV=str(tmp_path / "env"),
+        FAKE_RC="0",
+        GITHUB_EVENT_NAME="workflow_dispatch",
+        RETRAIN_SET="",
+        PUSH_BEFORE="",
     )
     # Unset secrets and variables arrive as empty strings.
     for key, value in find_step(load(text), "retrain", "retrain")["env"].items():
@@ -436,9 +477,7 @@ def test_retrain_passes_overrides_as_literal_arguments(retrain_env):
     (retrain_env.work / "seed=glob-bait").write_text("")
     proc, _, argv = retrain_env(RETRAIN_SET="-S train_cnn.lr=0.02  seed=*\tdata.genres=[a,b]")
     assert proc.returncode == 0, proc.stderr
-    assert argv == [
-        "retrain", "-S", "train_cnn.lr=0.02", "-S", "seed=*", "-S", "data.genres=[a,b]"
-    ]
+    assert argv == ["retrain", "-S", "train_cnn.lr=0.02", "-S", "seed=*", "-S", "data.genres=[a,b]"]
 
 
 @pytest.mark.parametrize("evil", ["seed=1 $(touch pwned)", "`touch pwned`", "; touch pwned"])
@@ -487,8 +526,11 @@ def test_pull_request_carries_only_lock_params_and_reports(tmp_path, git_env, te
     seed.mkdir()
     git(seed, "init", "-q", "-b", "main", env=env)
     for rel, body in {
-        "dvc.lock": "lock: old\n", "params.yaml": "seed: 42\n", "README.md": "readme\n",
-        "reports/metrics.json": '{"acc": 0.5}\n', ".github/workflows/x.yml": "on: push\n",
+        "dvc.lock": "lock: old\n",
+        "params.yaml": "seed: 42\n",
+        "README.md": "readme\n",
+        "reports/metrics.json": '{"acc": 0.5}\n',
+        ".github/workflows/x.yml": "on: push\n",
     }.items():
         (seed / rel).parent.mkdir(parents=True, exist_ok=True)
         (seed / rel).write_text(body)
@@ -525,9 +567,15 @@ def test_pull_request_carries_only_lock_params_and_reports(tmp_path, git_env, te
     )
     open_pr = find_step(doc, "open-pr", "commit, push and open the pull request")
     pr_env = dict(
-        env, PATH=f"{tmp_path / 'fakebin'}:{env['PATH']}", GH_TOKEN="t",
-        DECISION="not promoted", GITHUB_RUN_ID="4242", GITHUB_SERVER_URL="https://github.com",
-        GITHUB_REPOSITORY="o/genreflow", GITHUB_EVENT_NAME="schedule", GITHUB_REF_NAME="main",
+        env,
+        PATH=f"{tmp_path / 'fakebin'}:{env['PATH']}",
+        GH_TOKEN="t",
+        DECISION="not promoted",
+        GITHUB_RUN_ID="4242",
+        GITHUB_SERVER_URL="https://github.com",
+        GITHUB_REPOSITORY="o/genreflow",
+        GITHUB_EVENT_NAME="schedule",
+        GITHUB_REF_NAME="main",
     )
     proc = bash(open_pr["run"], checkout, pr_env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -571,8 +619,10 @@ MUTATIONS = {
         {"zizmor:unpinned-uses", "pinned"},
     ),
     "input inlined in run": (
-        lambda t: t.replace('genreflow retrain "${args[@]}" || rc=$?',
-                            'genreflow retrain ${{ inputs.overrides }} || rc=$?'),
+        lambda t: t.replace(
+            'genreflow retrain "${args[@]}" || rc=$?',
+            "genreflow retrain ${{ inputs.overrides }} || rc=$?",
+        ),
         {"zizmor:template-injection", "no_interpolation_in_run"},
     ),
     "credentials persisted": (
@@ -597,8 +647,9 @@ MUTATIONS = {
         {"actionlint"},
     ),
     "bad expression": (
-        lambda t: t.replace("needs.retrain.outputs.changed == 'true'",
-                            "needs.retrian.outputs.changed == 'true'"),
+        lambda t: t.replace(
+            "needs.retrain.outputs.changed == 'true'", "needs.retrian.outputs.changed == 'true'"
+        ),
         {"actionlint"},
     ),
     "dvc.lock triggers": (
@@ -606,8 +657,9 @@ MUTATIONS = {
         {"push_paths"},
     ),
     "retrains overlap": (
-        lambda t: t.replace("group: genreflow-retrain\n",
-                            "group: genreflow-retrain-${{ github.run_id }}\n"),
+        lambda t: t.replace(
+            "group: genreflow-retrain\n", "group: genreflow-retrain-${{ github.run_id }}\n"
+        ),
         {"concurrency"},
     ),
     "no self-trigger guard": (

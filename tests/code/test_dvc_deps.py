@@ -100,3 +100,13 @@ def test_the_walk_follows_imports_inside_functions(tmp_path):
     assert "genreflow/registry/promotion.py" in files
     assert "genreflow/registry/decision.py" in files  # imported by promotion.py
     assert "genreflow/bootstrap.py" in files  # imported by decision.py
+
+
+def test_fetch_depends_on_the_local_source_content():
+    """A clip added to the local source must mark fetch changed (not only a params edit), and
+    the default path must exist: DVC rejects a dependency on an empty or missing path, and
+    `dvc repro` on the synthetic default must still run."""
+    deps = _stages()["fetch"]["deps"]
+    assert "${data.local.path}" in deps
+    default = yaml.safe_load((REPO / "params.yaml").read_text())["data"]["local"]["path"]
+    assert default and (REPO / default).is_dir()
