@@ -12,7 +12,8 @@ Outputs under ``models/<arch>/`` (``arch`` is ``cnn`` or ``crnn``; the paths are
 
 The run also logs the tracks it trained and was selected on (``split/train_val_tracks.csv``,
 see :mod:`genreflow.split_lists`), so the registry can tell whether a later test split would
-re-score this model on its own training clips.
+re-score this model on its own training clips, and the validated manifest as its ``training``
+dataset input (training.dataset_input), which fills the MLflow runs table's Dataset column.
 
 This module only orchestrates; each job has its own module: the feature-store check
 (training.store_check), the per-epoch plots file and MLflow metrics (training.epoch_log),
@@ -33,6 +34,7 @@ from genreflow.features.store import FeatureStore
 from genreflow.paths import Layout
 from genreflow.split_lists import log_training_tracks
 from genreflow.tracking import configure_mlflow
+from genreflow.training.dataset_input import log_manifest_input
 from genreflow.training.epoch_log import EpochLogger
 from genreflow.training.export import example_waveforms, log_serving_model
 from genreflow.training.store_check import check_store_matches
@@ -109,6 +111,7 @@ def train_stage(
         )
         mlflow.log_artifact(str(layout.training_curve(arch)), artifact_path="training")
         log_training_tracks(layout.validated_manifest)
+        log_manifest_input(layout.validated_manifest)
         example = example_waveforms(store, layout, feature_params)
         info = log_serving_model(classifier, feature_params, genres, example)
         summary = {

@@ -1,0 +1,80 @@
+"""``genreflow ui``: the direct runs link it prints, and the plain URL when there is none.
+
+No browser here (``test_mlflow_ui.py`` opens these links in one); the server is not started:
+``subprocess.call`` is replaced, so only what the command prints and would run is checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from genreflow.cli import app
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _repo(root: Path) -> Path:
+    """A repository root with the real params.yaml (experiment ``genreflow``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    return root
+
+
+def _invoke(monkeypatch: pytest.MonkeyPatch, root: Path, *args: str) -> tuple[str, list[str]]:
+    calls: list[list[str]] = []
+
+    def fake_call(cmd: list[str], **_: object) -> int:
+        calls.append(list(cmd))
+        return 0
+
+    monkeypatch.setattr("genreflow.cli.subprocess.call", fake_call)
+    result = CliRunner().invoke(app, ["ui", "--root", str(root), *args])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1
+    return result.output, calls[0]
+
+
+def test_prints_the_runs_link_of_the_project_experiment(
+    tiny, tmp_path: Path, tmp_path_factory, monkeypatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    root = _repo(tmp_path / "repo")
+    uri = tiny.use_tracking_db(monkeypatch, root, tmp_path_factory)
+    exp_id = MlflowClient(tracking_uri=uri).create_experiment("genreflow")
+
+    output, cmd = _invoke(monkeypatch, root, "--port", "5123")
+    link = f"http://127.0.0.1:5123/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+    assert f"Runs of experiment 'genreflow': {link}" in output
+    assert '"Model training"' in output and "GenAI" in output
+    assert cmd[1:] == ["ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", "5123"]
+
+
+def test_without_a_store_prints_the_plain_url_and_creates_nothing(
+    tmp_path: Path, monkeypatch
+) -> None:
+    root = _repo(tmp_path / "repo")
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(var, raising=False)
+
+    output, _ = _invoke(monkeypatch, root, "--host", "0.0.0.0")
+    assert "No direct runs link" in output and "does not exist yet" in output
+    assert "Open http://127.0.0.1:5000/ instead" in output
+    assert not (root / "mlflow.db").exists()
+
+
+def test_store_without_the_experiment_says_so(
+    tiny, tmp_path: Path, tmp_path_factory, monkeypatch
+) -> None:
+    root = _repo(tmp_path / "repo")
+    tiny.use_tracking_db(monkeypatch, root, tmp_path_factory)
+
+    output, _ = _invoke(monkeypatch, root)
+    assert "the store has no experiment 'genreflow' yet" in output
+    assert "Open http://127.0.0.1:5000/ instead" in output
