@@ -113,6 +113,11 @@ class FeatureParams:
     f_max: float = ranged(11025.0, "> 0")
     segment_s: float = ranged(3.0, "> 0")
     segment_hop_s: float = ranged(1.5, "> 0")
+    # Loudness normalisation inside the front-end (training and serving alike):
+    # "segment_peak" subtracts each segment's peak dB and floors at -top_db, so a gain
+    # change does not move the features; "none" keeps absolute dB (the model before issue 9).
+    loudness: Literal["none", "segment_peak"] = "segment_peak"
+    top_db: float = ranged(80.0, "> 0")
 
     @property
     def segment_samples(self) -> int:
@@ -137,6 +142,13 @@ class AugmentParams:
     time_mask_width: int = ranged(16, ">= 0")
     mixup_alpha: float = ranged(0.0, ">= 0")  # 0 disables mixup
     random_crop_frames: int = ranged(8, ">= 0")  # >0: pad by this many frames, crop back
+    # What real recordings change (see training.augment): a random smooth EQ of up to
+    # +-eq_db, a chance of band-limiting (the top mel bands lost, as from a 16 kHz source),
+    # and a chance of a noise floor at most noise_db below the segment's peak.
+    eq_db: float = ranged(6.0, ">= 0")  # 0 disables EQ
+    band_limit_prob: float = ranged(0.25, "[0, 1]")
+    noise_prob: float = ranged(0.25, "[0, 1]")
+    noise_db: float = ranged(-40.0, "< 0")
 
 
 @dataclass(frozen=True)

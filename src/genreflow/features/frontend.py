@@ -5,6 +5,14 @@ served model embeds the very same module and applies it to raw waveform. Both pa
 through :meth:`LogMelFrontend.segments`: one STFT over the whole clip, then the frames are
 cut into overlapping segments. Overlapping segments therefore cost no extra FFTs, and a
 segment's features never depend on the batch it sits in.
+
+Loudness normalisation (``features.loudness: segment_peak``) happens here too, per segment:
+each segment's dB values are taken relative to that segment's peak and floored ``top_db``
+below it. A gain change shifts every dB value of a segment by the same amount, so it moves
+neither the peak-relative values nor the floor: training and serving see the same features
+for a file at any loudness (up to clipping, which changes the waveform itself). Per-segment
+rather than per-clip keeps a segment's features independent of the rest of the file, so a
+long file scored in windows gives the same segments as the whole file.
 """
 
 from __future__ import annotations
@@ -15,7 +23,10 @@ from torch import nn
 
 from genreflow.config import FeatureParams
 
-AMIN_DB = -100.0  # floor of the dB scale (power 1e-10); avoids -inf on digital silence
+AMIN_DB = -100.0  # floor of the absolute dB scale (power 1e-10); avoids -inf on digital silence
+# With peak-relative features the absolute floor must sit far below any segment's peak minus
+# top_db, or a quiet file would hit it and stop being a shifted copy of the loud one.
+AMIN_DB_RELATIVE = -200.0
 
 
 def n_segments(n_frames: int, segment_frames: int, hop_frames: int) -> int:
@@ -39,6 +50,8 @@ class LogMelFrontend(nn.Module):
         super().__init__()
         self.sample_rate = params.sample_rate
         self.hop_length = params.hop_length
+        self.loudness = params.loudness
+        self.top_db = float(params.top_db)
         self.segment_samples = params.segment_samples
         self.segment_frames = params.segment_frames
         self.hop_frames = max(1, int(round(params.segment_hop_samples / params.hop_length)))
@@ -54,15 +67,30 @@ class LogMelFrontend(nn.Module):
             norm="slaney",
             mel_scale="slaney",
         )
-        # top_db=None: torchaudio's top_db clamps against the max over the whole input,
-        # which would make one clip's features depend on the rest of the batch.
-        self.to_db = T.AmplitudeToDB(stype="power", top_db=None)
+        # The dB conversion is AmplitudeToDB(stype="power", top_db=None) written out, so the
+        # floor can depend on the loudness mode. torchaudio's top_db clamps against the max
+        # over the whole input, which would make one clip's features depend on the batch.
+        self.floor_db = AMIN_DB if self.loudness == "none" else AMIN_DB_RELATIVE
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+    def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """Absolute log-mel dB ``(..., n_mels, frames)`` in full float32 precision."""
         spec = torch.view_as_real(self.stft(wave.float()))
         power = spec[..., 0].square() + spec[..., 1].square()
-        db = self.to_db(self.mel_scale(power)).clamp_min(AMIN_DB)
-        return db.to(torch.float16).to(torch.float32)
+        mel = self.mel_scale(power).clamp_min(10.0 ** (self.floor_db / 10.0))
+        return 10.0 * torch.log10(mel)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """Absolute log-mel dB, rounded like the feature store (figures use this)."""
+        return _as_stored(self.log_mel(wave))
+
+    def normalise(self, segments: torch.Tensor) -> torch.Tensor:
+        """Per-segment loudness normalisation of ``(..., n_mels, frames)`` dB segments."""
+        if self.loudness == "none":
+            return segments
+        peak = segments.amax(dim=(-2, -1), keepdim=True)
+        relative = (segments - peak).clamp_min(-self.top_db)
+        # A digitally silent segment has no level to be relative to: it is all floor.
+        return torch.where(peak > self.floor_db, relative, torch.full_like(relative, -self.top_db))
 
     def segments(self, wave: torch.Tensor) -> torch.Tensor:
         """Clip(s) ``(..., samples)`` -> segments ``(..., n_segments, n_mels, segment_frames)``.
@@ -73,6 +101,13 @@ class LogMelFrontend(nn.Module):
         short = self.segment_samples - wave.shape[-1]
         if short > 0:
             wave = torch.nn.functional.pad(wave, (0, short))
-        spec = self.forward(wave)  # (..., n_mels, frames)
+        spec = self.log_mel(wave)  # (..., n_mels, frames)
         cut = spec.unfold(-1, self.segment_frames, self.hop_frames)  # (..., n_mels, n_seg, F)
-        return cut.transpose(-3, -2).contiguous()
+        return _as_stored(self.normalise(cut.transpose(-3, -2)).contiguous())
+
+
+def _as_stored(db: torch.Tensor) -> torch.Tensor:
+    """Round through float16, the feature store's dtype: the classifier then sees
+    bit-identical inputs whether features come from the store (training) or from the
+    front-end (serving)."""
+    return db.to(torch.float16).to(torch.float32)

@@ -1,5 +1,10 @@
 """On-device batch augmentations for ``(B, n_mels, frames)`` dB spectrograms.
 
+Besides SpecAugment-style masks, shifts and mixup, three augmentations imitate what real
+recordings change and the front-end's loudness normalisation cannot undo: EQ, a lost top
+octave and a noise floor. They act on the stored (normalised) features, so training stays
+as fast as before; gain needs none, because the front-end already removes it.
+
 Every random draw goes through an explicit ``torch.Generator`` living on the batch's device,
 so augmentation needs no host round-trip per batch and its state can be checkpointed for an
 exact resume. Masked or padded cells take the sample's mean dB, which the classifier's input
@@ -84,12 +89,85 @@ def mixup(
     return mixed, soft
 
 
+def _per_sample(
+    batch: int, prob: float, gen: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    """``(batch, 1, 1)`` bool: which samples an augmentation applied with ``prob`` hits."""
+    return (torch.rand(batch, generator=gen, device=device) < prob).view(batch, 1, 1)
+
+
+def _peak(x: torch.Tensor) -> torch.Tensor:
+    return x.amax(dim=(1, 2), keepdim=True)
+
+
+def _floor(x: torch.Tensor) -> torch.Tensor:
+    return x.amin(dim=(1, 2), keepdim=True)
+
+
+def random_eq(x: torch.Tensor, max_db: float, gen: torch.Generator) -> torch.Tensor:
+    """A smooth random EQ: a gain curve over the mel axis, the sum of a tilt and two slow
+    cosines, within about ``+-max_db``, as different rooms, speakers and masterings give.
+    The peak is put back where it was and nothing falls below the original floor, so the
+    features keep the front-end's range."""
+    if max_db <= 0:
+        return x
+    b, f, _ = x.shape
+    pos = torch.linspace(-1.0, 1.0, f, device=x.device).view(1, f)
+    coef = (torch.rand(b, 4, generator=gen, device=x.device) * 2 - 1) * max_db / 3
+    phase = torch.rand(b, 1, generator=gen, device=x.device) * torch.pi
+    curve = (
+        coef[:, :1] * pos
+        + coef[:, 1:2] * torch.cos(torch.pi * pos + phase)
+        + coef[:, 2:3] * torch.cos(2 * torch.pi * pos + phase)
+        + coef[:, 3:4]
+    )
+    out = x + curve.unsqueeze(2)
+    out = out - (_peak(out) - _peak(x))
+    return torch.maximum(out, _floor(x))
+
+
+def band_limit(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
+    """With probability ``prob``, silence every mel band above a random cutoff in the top
+    quarter of the bands: what a 16 kHz source (nothing above 8 kHz) or a low-bitrate codec
+    leaves of the top octave. Silenced bands take the sample's floor."""
+    if prob <= 0:
+        return x
+    b, f, _ = x.shape
+    hit = _per_sample(b, prob, gen, x.device)
+    low = int(round(0.75 * f))
+    cutoff = low + torch.floor(torch.rand(b, generator=gen, device=x.device) * (f - low))
+    bands = torch.arange(f, device=x.device).view(1, f, 1)
+    cut = hit & (bands >= cutoff.view(b, 1, 1))
+    return torch.where(cut, _floor(x), x)
+
+
+def add_noise_floor(
+    x: torch.Tensor, prob: float, max_db: float, gen: torch.Generator
+) -> torch.Tensor:
+    """With probability ``prob``, add white noise in the power domain at a level drawn from
+    ``[max_db - 30, max_db]`` dB relative to the sample's peak (white noise is about flat
+    across slaney-normalised mel bands), with 1 dB of per-cell jitter."""
+    if prob <= 0:
+        return x
+    hit = _per_sample(x.shape[0], prob, gen, x.device)
+    level = _peak(x) + max_db - 30 * torch.rand(x.shape[0], 1, 1, generator=gen, device=x.device)
+    noise = level + torch.randn(x.shape, generator=gen, device=x.device)
+    to_nat = torch.log(torch.tensor(10.0, device=x.device)) / 10
+    noisy = torch.logaddexp(x * to_nat, noise * to_nat) / to_nat
+    return torch.where(hit, noisy, x)
+
+
 def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     return F.one_hot(labels, n_classes).float()
 
 
 def augment_batch(x: torch.Tensor, params: AugmentParams, gen: torch.Generator) -> torch.Tensor:
-    """Shift, then frequency and time masks (mixup is applied with the targets, separately)."""
+    """Shift; what recordings change (EQ, band limit, noise floor); then frequency and time
+    masks. Mixup is applied with the targets, separately. An augmentation switched off in
+    params draws no random numbers, so the others' draws stay as they were."""
     x = random_crop(x, params.random_crop_frames, gen)
+    x = random_eq(x, params.eq_db, gen)
+    x = band_limit(x, params.band_limit_prob, gen)
+    x = add_noise_floor(x, params.noise_prob, params.noise_db, gen)
     x = freq_mask(x, params.freq_masks, params.freq_mask_width, gen)
     return time_mask(x, params.time_masks, params.time_mask_width, gen)
