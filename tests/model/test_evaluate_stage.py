@@ -75,7 +75,7 @@ def test_reports_metrics_registration_and_champion(env, tiny):
     n_test = len(tiny.genres) * tiny.splits["test"]
     client = _point_mlflow(uri)
     metrics = json.loads((layout.reports_dir / "metrics.json").read_text())
-    assert set(metrics) == {"cnn", "crnn", "baseline"}
+    assert set(metrics) == {"cnn", "crnn", "baseline", "retrieval"}  # retrieval: similar songs
     for arch in ("cnn", "crnn"):
         m = metrics[arch]
         assert m["accuracy_ci95_low"] <= m["accuracy"] <= m["accuracy_ci95_high"]
@@ -160,7 +160,12 @@ def test_champion_from_registry_matches_feature_path(env):
     layout, uri, params, _ = env
     client = _point_mlflow(uri)
     arch = client.get_model_version_by_alias(NAME, "champion").tags["arch"]
-    served = mlflow.pytorch.load_model(f"models:/{NAME}@champion")
+    from genreflow.inference import ServedModel
+
+    core = ServedModel.load(f"models:/{NAME}@champion").core  # the exported torch core
+
+    def served(waves: torch.Tensor) -> torch.Tensor:  # clip logits: mean of segment logits
+        return core(waves)[0].mean(dim=1)
 
     store = FeatureStore.load(layout.features_dir)
     x, _, ids = store.split("test")
@@ -180,7 +185,9 @@ def test_champion_from_registry_matches_feature_path(env):
     # longer clips than the logged input example are accepted (variable-length signature)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     preds = pyfunc.predict(waves.numpy())
-    np.testing.assert_allclose(np.asarray(preds), feature_logits, rtol=1e-4, atol=1e-4)
+    probs = np.array([[p["probabilities"][g] for g in store.genres] for p in preds])
+    expected = torch.softmax(torch.from_numpy(feature_logits).double(), dim=1).numpy()
+    np.testing.assert_allclose(probs, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_rescoring_uses_the_served_path_and_matches_the_feature_path(env):

@@ -37,6 +37,28 @@ class InputNorm(nn.Module):
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.input_mean) / self.input_std
 
+    # A subclass builds ``self.classifier``: an ``nn.Sequential`` that ends in the output
+    # Linear. What enters that Linear is the segment's *embedding* (the song vector's source):
+    # ``forward(x) == head(embed(x))``, so logits and vectors come from one pass.
+    @property
+    def embedding_dim(self) -> int:
+        """Width of :meth:`embed`'s output: the input features of the final Linear."""
+        return int(self.classifier[-1].in_features)
+
+    def head(self, embedding: torch.Tensor) -> torch.Tensor:
+        """``(..., embedding_dim)`` -> logits: the final Linear alone.
+
+        Linear, so the mean of segment logits equals the head of the mean embedding.
+        """
+        return self.classifier[-1](embedding)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, n_mels, frames)`` dB -> ``(B, n_classes)`` logits (what training optimises)."""
+        return self.head(self.embed(features))
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def reset_parameters(self) -> None:
         """Variance-preserving init for conv + max-pool stacks.
 
@@ -82,7 +104,8 @@ def pooled_size(size: int, k: int) -> int:
 
 
 class PaperCNN(InputNorm):
-    """``(B, n_mels, frames)`` dB -> ``(B, n_classes)`` logits."""
+    """``(B, n_mels, frames)`` dB -> ``(B, n_classes)`` logits; :meth:`embed` gives the
+    ``(B, dense[-1])`` penultimate layer."""
 
     def __init__(self, params: TrainParams, n_mels: int, n_frames: int, n_classes: int) -> None:
         super().__init__()
@@ -115,6 +138,8 @@ class PaperCNN(InputNorm):
         self.classifier = nn.Sequential(*head)
         self.reset_parameters()
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, n_mels, frames)`` dB -> ``(B, dense[-1])``: the last hidden layer (after its
+        ReLU), i.e. the input of the final Linear."""
         x = self.normalise(features).unsqueeze(1)
-        return self.classifier(self.features(x))
+        return self.classifier[:-1](self.features(x))

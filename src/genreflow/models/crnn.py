@@ -17,7 +17,8 @@ TIME_POOLED_BLOCKS = 2
 
 
 class CRNN(InputNorm):
-    """``(B, n_mels, frames)`` dB -> ``(B, n_classes)`` logits.
+    """``(B, n_mels, frames)`` dB -> ``(B, n_classes)`` logits; :meth:`embed` gives the input
+    of the final Linear (see :class:`~genreflow.models.cnn.InputNorm`).
 
     ``params.channels``: one conv block per entry (any count >= 1). ``params.dense``: hidden
     widths of the head on top of the LSTM summary (may be empty).
@@ -61,7 +62,9 @@ class CRNN(InputNorm):
         self.classifier = nn.Sequential(*head)
         self.reset_parameters()
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, n_mels, frames)`` dB -> the input of the final Linear: the last hidden dense
+        layer, or the LSTM summary when ``dense`` is empty."""
         x = self.features(self.normalise(features).unsqueeze(1))  # (B, C, F', T')
         b, c, f, t = x.shape
         seq = self.dropout(x.permute(0, 3, 1, 2).reshape(b, t, c * f))
@@ -76,4 +79,4 @@ class CRNN(InputNorm):
             summary = torch.cat([h_n[-2], h_n[-1]], dim=1)
         else:
             summary = h_n[-1]
-        return self.classifier(self.dropout(summary))
+        return self.classifier[:-1](self.dropout(summary))

@@ -13,10 +13,10 @@ def served_correctness(
 ) -> tuple[tuple[bool, ...], list[str]]:
     """Per-clip correctness of the model at ``model_uri`` and notes on clips it failed.
 
-    Goes through :class:`genreflow.inference.ServedModel` (decode, resample, pad short clips,
-    front-end inside the model), so a champion trained on other data is judged exactly as it
-    serves. Predictions are compared by genre *name*, so another label order is scored right.
-    A clip the model cannot score counts as wrong, and the notes say so.
+    Goes through :meth:`genreflow.inference.ServedModel.analyse` (decode, resample, pad short
+    clips, windows, front-end inside the model), so a champion trained on other data is judged
+    exactly as it serves. Predictions are compared by genre *name*, so another label order is
+    scored right. A clip the model cannot score counts as wrong, and the notes say so.
     """
     from genreflow.inference import ServedModel
 
@@ -30,7 +30,7 @@ def served_correctness(
         disable=not progress,
     ):
         try:
-            correct.append(served.predict(path).genre == truth)
+            correct.append(served.analyse(path).genre == truth)
         except Exception as exc:  # an exported graph may reject a shape it was not built for
             correct.append(False)
             failed.append(f"{path}: {type(exc).__name__}: {str(exc)[:200]}")

@@ -1,9 +1,11 @@
 """The MLflow export of a trained classifier as the *serving* model.
 
-The model logged to MLflow is the serving model: raw mono waveform at the feature sample
-rate in, logits out, with the very log-mel front-end that made the training features inside.
-It is saved in MLflow's ``pt2`` format (``torch.export``): loading it needs only torch, runs
-no pickled code, and carries no dependency on this package's source.
+The model logged to MLflow is an MLflow pyfunc (:mod:`genreflow.pyfunc_model`) around an
+exported core: raw mono waveform at the feature sample rate in, per-segment logits and
+embeddings out, with the very log-mel front-end that made the training features inside. The
+core is a ``torch.export`` archive (an artifact of the pyfunc): loading it runs no pickled
+code and needs only torch; the pyfunc adds windowing, resampling, the segment average, the
+softmax over named genres and the L2-normalised song vector.
 """
 
 from __future__ import annotations
@@ -51,19 +53,72 @@ def example_waveforms(
     return out
 
 
-def serving_signature(example: np.ndarray, output: np.ndarray) -> Any:
-    """Signature from numpy input/output, with batch *and* sample axes variable (-1).
+def serving_signature(sample_rate: int) -> Any:
+    """Input: float32 waveforms ``(clips, samples)``, both axes variable (-1); one param,
+    ``sample_rate`` (default: the model's), that the clips are resampled from. Output: one
+    record per clip (see :func:`genreflow.pyfunc_model.answer`)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import (
+        Array,
+        ColSpec,
+        DataType,
+        Map,
+        ParamSchema,
+        ParamSpec,
+        Schema,
+        TensorSpec,
+    )
 
-    ``infer_signature`` fixes the sample count of the example; the ``pt2`` flavour exports
-    every axis that is not ``-1`` as static, so it would reject clips of any other length.
-    """
-    from mlflow.models import infer_signature
-    from mlflow.types.schema import Schema, TensorSpec
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1))]),
+        outputs=Schema(
+            [
+                ColSpec(DataType.string, "genre"),
+                ColSpec(Map(DataType.double), "probabilities"),
+                ColSpec(Array(DataType.double), "embedding"),
+                ColSpec(DataType.double, "duration_s"),
+                ColSpec(DataType.string, "model_id"),
+                ColSpec(DataType.string, "run_id"),
+                ColSpec(DataType.long, "embedding_dim"),
+                ColSpec(DataType.long, "sample_rate"),
+            ]
+        ),
+        params=ParamSchema([ParamSpec("sample_rate", DataType.long, int(sample_rate))]),
+    )
 
-    inferred = infer_signature(example, output)
-    in_spec = inferred.inputs.inputs[0]
-    inferred.inputs = Schema([TensorSpec(in_spec.type, (-1, -1), in_spec.name)])
-    return inferred
+
+# The logged model's code (MLflow "models from code"): MLflow copies this file into the model
+# and runs it on load, so nothing is unpickled. It names the wrapper class by import; the
+# wrapper's code is this package's, not a copy frozen into the model, which is why changing
+# it does not retrain anything (the train stages' outputs do not depend on it).
+ENTRY_CODE = """\
+\"\"\"MLflow models-from-code entry of a genreflow serving model (genreflow.pyfunc_model).\"\"\"
+
+from mlflow.models import set_model
+
+from genreflow.pyfunc_model import GenreflowPyfunc
+
+set_model(GenreflowPyfunc())
+"""
+
+
+def export_core(serving: torch.nn.Module, example: np.ndarray, path: Path) -> Path:
+    """``torch.export`` the per-segment core of ``serving`` (a ``WaveformGenreModel``) to
+    ``path``: batch and sample axes dynamic, one segment accepted (size-oblivious export)."""
+    from torch.export import Dim
+    from torch.fx.experimental import _config as fx_config
+
+    from genreflow.models.serving import SegmentCore
+
+    core = SegmentCore(serving).eval()
+    # Size-oblivious export: without it torch.export guards "number of segments != 1", and
+    # the served model would reject clips shorter than two segments.
+    with warnings_quiet(), fx_config.patch(backed_size_oblivious=True):
+        program = torch.export.export(
+            core, (torch.from_numpy(example),), dynamic_shapes=({0: Dim.AUTO, 1: Dim.AUTO},)
+        )
+        torch.export.save(program, str(path))
+    return path
 
 
 def log_serving_model(
@@ -72,38 +127,64 @@ def log_serving_model(
     genres: list[str],
     example: np.ndarray,
 ) -> Any:
-    """Log the waveform-level model to the active run; returns MLflow's ``ModelInfo``."""
+    """Log the serving pyfunc (core + config + entry code) to the active run; returns
+    MLflow's ``ModelInfo``."""
+    import json
+    import tempfile
+
     import mlflow
 
-    from genreflow.models.serving import WaveformGenreModel
+    from genreflow.models.serving import (
+        CONFIG_ARTIFACT,
+        CORE_ARTIFACT,
+        WaveformGenreModel,
+        inference_classifier,
+        serving_config,
+    )
 
     # Training may leave weights channels_last; strides then leak into the export's shape
-    # guards (a one-segment clip fails "B * S != 1"), so export from contiguous weights.
-    classifier = classifier.to(device="cpu", memory_format=torch.contiguous_format).eval()
+    # guards (a one-segment clip fails "B * S != 1"), so export from contiguous weights
+    # (inference_classifier copies them contiguous; it also folds BatchNorm and swaps in the
+    # fast max-pool, see models.serving). The pyfunc makes them channels-last once loaded.
     serving = WaveformGenreModel(
-        LogMelFrontend(feature_params), classifier, feature_params, genres
+        LogMelFrontend(feature_params), inference_classifier(classifier), feature_params, genres
     ).eval()
-    with torch.no_grad():
-        output = serving(torch.from_numpy(example)).numpy()
-    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
-    # Size-oblivious export: without it torch.export guards "number of segments != 1", and
-    # the served model would reject clips shorter than two segments.
-    from torch.fx.experimental import _config as fx_config
-
-    with warnings_quiet(), fx_config.patch(backed_size_oblivious=True):
-        return mlflow.pytorch.log_model(
-            pytorch_model=serving,
+    config = serving_config(serving)
+    requirements = [
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"torchaudio=={_version('torchaudio')}",
+        f"numpy=={np.__version__}",
+        f"soundfile=={_version('soundfile')}",
+        f"mlflow=={mlflow.__version__}",
+    ]
+    with tempfile.TemporaryDirectory(prefix="genreflow-export-") as tmp:
+        core = export_core(serving, example, Path(tmp) / "core.pt2")
+        config_file = Path(tmp) / "serving.json"
+        config_file.write_text(json.dumps(config, indent=1))
+        entry = Path(tmp) / "genreflow_model.py"
+        entry.write_text(ENTRY_CODE)
+        one_clip = example[:1, : feature_params.segment_samples]  # a small logged example
+        return mlflow.pyfunc.log_model(
             name="model",
-            signature=serving_signature(example, output),
-            input_example=example,
-            serialization_format="pt2",
+            python_model=str(entry),
+            artifacts={CORE_ARTIFACT: str(core), CONFIG_ARTIFACT: str(config_file)},
+            signature=serving_signature(feature_params.sample_rate),
+            input_example=one_clip,
             pip_requirements=requirements,  # skips a slow requirement-inference subprocess
             metadata={
                 "genres": list(genres),
                 "sample_rate": feature_params.sample_rate,
                 "segment_samples": feature_params.segment_samples,
+                "embedding_dim": config["embedding_dim"],
+                "serving_format": config["format"],
             },
         )
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import version
+
+    return version(distribution)
 
 
 @contextlib.contextmanager
