@@ -40,6 +40,8 @@ def tiny_params(params: dict) -> dict:
             early_stopping_patience=0,
         )
     params["evaluate"].update(bootstrap_samples=200)
+    # Every perturbation still runs, on a few clips: the tiny profile is about the pipeline.
+    params["evaluate"]["robustness"].update(max_clips=6)
     return params
 
 
