@@ -121,6 +121,12 @@ RULES: tuple[Rule, ...] = (
         lambda p: p.features.segment_hop_samples >= p.features.hop_length,
         lambda p: f">= one STFT hop, hop_length / sample_rate ({_hop_s(p):.4g} s)",
     ),
+    Rule(  # else each excerpt is padded up to one segment
+        "features.excerpt.length_s",
+        ("features.segment_s",),
+        lambda p: p.features.excerpt.length_s >= p.features.segment_s,
+        lambda p: f">= features.segment_s ({p.features.segment_s:g}), one whole segment",
+    ),
     Rule(
         "validate.min_duration_s",
         ("features.segment_s",),

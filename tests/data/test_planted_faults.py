@@ -171,7 +171,7 @@ def build_raw(root: Path) -> None:
     with_inf = _tone(4.0, 270.0, seed=12)
     with_inf[[100, 9000, 30000]] = [np.inf, -np.inf, np.inf]
     sf.write(raw / "blues/blues.00099.wav", with_inf, SR, subtype="FLOAT")
-    # Out of validate's bounds: 1.5 s and 45 s long (min 3 s, max 40 s), a 12 kHz recording
+    # Out of validate's bounds: 1.5 s and 45 s long (min 3 s, max 40 s here), a 12 kHz recording
     # (not in validate.sample_rates) and a 3-channel file (max_channels 2); all good audio.
     sf.write(raw / "blues/blues.00100.wav", _tone(1.5, 280.0, seed=13), SR, subtype="PCM_16")
     too_long = _tone(45.0, 290.0, seed=14)
@@ -189,11 +189,18 @@ def build_raw(root: Path) -> None:
     changed.write_bytes(bytes(data))
 
 
+#: The default max_duration_s (3600 s) accepts full-length tracks; a 40-s bound here keeps a
+#: small planted file "too long" (tests/data/test_long_tracks.py checks the default passes it).
+MAX_DURATION_S = 40.0
+
+
 def make_params(max_share: float) -> Params:
     return Params(
         data=DataParams(source="local", genres=GENRES),
         validate=ValidateParams(
-            max_quarantine_share=max_share, split=SplitParams(scheme="stratified")
+            max_duration_s=MAX_DURATION_S,
+            max_quarantine_share=max_share,
+            split=SplitParams(scheme="stratified"),
         ),
     )
 

@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 
 from genreflow.atomic import atomic_dir
-from genreflow.audio import load_mono
 from genreflow.config import FeatureParams
+from genreflow.features.excerpts import first_excerpt
 from genreflow.features.frontend import LogMelFrontend
 from genreflow.paths import Layout
 
@@ -45,7 +45,8 @@ def write_paper_figures(
     sr = params.sample_rate
     clips = []
     for row in examples.itertuples(index=False):
-        wave = load_mono(layout.absolute(row.path), sr)
+        # A long track's first excerpt, not the whole hour: bounded memory, a readable plot.
+        wave = first_excerpt(layout.absolute(row.path), params.excerpt, sr)
         with torch.inference_mode():
             stft = torch.stft(
                 wave,

@@ -3,6 +3,12 @@
 Great Expectations checks columns of a table, so the expensive part of validation (decoding every
 file) happens once here and the expectations then only compare numbers. A file that cannot be
 decoded still gets a row, with the reason in ``decode_error``, so it can be quarantined by name.
+
+Full-length tracks are accepted, so a file is decoded in blocks of :data:`BLOCK_FRAMES` and
+measured as it streams past (counts, sums of squares and the content hash add up block by
+block): memory stays one block whatever the file's length. A file whose header already says
+it is longer than ``validate.max_duration_s`` is not decoded at all: it is quarantined as too
+long either way, so the header's duration is all the row needs.
 """
 
 from __future__ import annotations
@@ -17,14 +23,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 from tqdm import tqdm
 
-from genreflow.audio import AudioDecodeError, read_audio, to_mono
+from genreflow.audio import AudioDecodeError, to_mono
 from genreflow.sources.manifest import MANIFEST_COLUMNS
 from genreflow.validation.container import truncation_reason
 
 #: |sample| at or above this share of full scale counts as clipped.
 CLIP_LEVEL = 0.999
+
+#: Frames decoded at a time (3 s at 22.05 kHz): what a file costs in memory, however long.
+BLOCK_FRAMES = 1 << 16
 
 
 #: Columns of the table, in order (manifest columns first).
@@ -105,8 +115,106 @@ def clipping_ratio(wave: np.ndarray) -> float:
     return float(np.count_nonzero(np.abs(finite) >= CLIP_LEVEL)) / float(finite.size)
 
 
-def inspect_clip(path: Path | str, rel: str, expected_sha256: str | None = None) -> dict[str, Any]:
-    """Decode one file and measure it; never raises for a bad file (the row says what is wrong)."""
+class _Running:
+    """The measurements of :func:`inspect_clip`, accumulated block by block.
+
+    Each is a count, a sum or a hash, so the result does not depend on the block size: the
+    same numbers as measuring the whole decoded file at once (the RMS up to float rounding).
+    """
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.nonfinite = 0
+        self.nan = 0
+        self.finite = 0
+        self.square_sum = 0.0
+        self.clipped = 0
+        self.mono_sha = hashlib.sha256()
+
+    def add(self, wave: np.ndarray) -> None:
+        """One decoded block, ``(channels, frames)`` float32."""
+        self.frames += wave.shape[1]
+        nonfinite, nan = nonfinite_counts(wave)
+        self.nonfinite += nonfinite
+        self.nan += nan
+        finite = _finite(wave)
+        self.finite += finite.size
+        self.square_sum += float(np.sum(np.square(finite, dtype=np.float64)))
+        self.clipped += int(np.count_nonzero(np.abs(finite) >= CLIP_LEVEL))
+        self.mono_sha.update(np.ascontiguousarray(to_mono(wave), dtype="<f4").tobytes())
+
+    def row(self) -> dict[str, Any]:
+        if self.finite == 0:
+            level = clip_share = math.nan
+        else:
+            rms = math.sqrt(self.square_sum / self.finite)
+            level = 20.0 * math.log10(rms) if rms > 0.0 else -math.inf
+            clip_share = self.clipped / self.finite
+        return {
+            "nonfinite_samples": float(self.nonfinite),
+            "nan_samples": float(self.nan),
+            "rms_dbfs": level,
+            "clipping_ratio": clip_share,
+            "audio_sha256": self.mono_sha.hexdigest(),
+        }
+
+
+def _open(path: Path) -> sf.SoundFile:
+    """Open ``path`` for reading; :class:`AudioDecodeError` with the reason if it cannot be."""
+    if not path.is_file():
+        raise AudioDecodeError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(path, "empty file (0 bytes)")
+    try:
+        return sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise AudioDecodeError(path, f"not decodable audio ({exc})") from exc
+
+
+def measure_audio(
+    path: Path, max_duration_s: float | None = None, block_frames: int = BLOCK_FRAMES
+) -> dict[str, Any]:
+    """Decode ``path`` block by block and measure it; raises :class:`AudioDecodeError`.
+
+    When the header says the file is longer than ``max_duration_s``, only the header is read
+    (shape columns filled, sample measurements left NaN): the file is too long whatever its
+    samples hold, and decoding an hour-long mistake would cost the stage minutes.
+    """
+    with _open(path) as fh:
+        sr, channels = int(fh.samplerate), int(fh.channels)
+        shape = {"sample_rate": float(sr), "channels": float(channels), "decodable": True}
+        if max_duration_s is not None and fh.frames / sr > max_duration_s:
+            return {**shape, "duration_s": fh.frames / sr, "frames": float(fh.frames)}
+        running = _Running()
+        while True:
+            try:
+                block = fh.read(block_frames, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+                raise AudioDecodeError(path, f"not decodable audio ({exc})") from exc
+            if block.shape[0] == 0:
+                break
+            running.add(block.T)
+    if running.frames == 0:
+        raise AudioDecodeError(path, "decodes to zero samples")
+    return {
+        **shape,
+        "duration_s": running.frames / sr,
+        "frames": float(running.frames),
+        **running.row(),
+    }
+
+
+def inspect_clip(
+    path: Path | str,
+    rel: str,
+    expected_sha256: str | None = None,
+    max_duration_s: float | None = None,
+) -> dict[str, Any]:
+    """Decode one file and measure it; never raises for a bad file (the row says what is wrong).
+
+    ``max_duration_s``: a file whose header says it is longer is measured from the header only
+    (see :func:`measure_audio`).
+    """
     path = Path(path)
     row: dict[str, Any] = {
         "file_bytes": math.nan,
@@ -135,29 +243,14 @@ def inspect_clip(path: Path | str, rel: str, expected_sha256: str | None = None)
                 )
         row["truncation"] = truncation_reason(path)
     try:
-        wave, sr = read_audio(path)
+        row.update(measure_audio(path, max_duration_s))
     except AudioDecodeError as exc:
         # libsndfile quotes the absolute path; the relative one reads better in a report.
         row["decode_error"] = exc.reason.replace(str(path), rel)
-        return row
-    channels, frames = wave.shape
-    nonfinite, nan = nonfinite_counts(wave)
-    row.update(
-        decodable=True,
-        duration_s=frames / sr,
-        sample_rate=float(sr),
-        channels=float(channels),
-        frames=float(frames),
-        nonfinite_samples=float(nonfinite),
-        nan_samples=float(nan),
-        rms_dbfs=rms_dbfs(wave),
-        clipping_ratio=clipping_ratio(wave),
-        audio_sha256=audio_hash(wave),
-    )
     return row
 
 
-def _inspect_job(job: tuple[str, str, str | None]) -> dict[str, Any]:
+def _inspect_job(job: tuple[str, str, str | None, float | None]) -> dict[str, Any]:
     return inspect_clip(*job)
 
 
@@ -170,18 +263,23 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 def decode_table(
-    manifest: pd.DataFrame, root: Path, workers: int = 2, progress: bool = True
+    manifest: pd.DataFrame,
+    root: Path,
+    workers: int = 2,
+    progress: bool = True,
+    max_duration_s: float | None = None,
 ) -> pd.DataFrame:
     """Decode every file of ``manifest`` (paths relative to ``root``) into the per-clip table.
 
     Rows come back sorted by path, one per manifest row, with the columns of
-    :data:`TABLE_COLUMNS`. ``workers`` > 1 decodes in a process pool.
+    :data:`TABLE_COLUMNS`. ``workers`` > 1 decodes in a process pool. Files whose header says
+    they are longer than ``max_duration_s`` are not decoded (see :func:`measure_audio`).
     """
     manifest = manifest.sort_values("path", kind="stable").reset_index(drop=True)
-    jobs: list[tuple[str, str, str | None]] = []
+    jobs: list[tuple[str, str, str | None, float | None]] = []
     for rel, sha in zip(manifest["path"], manifest["sha256"], strict=True):
         expected = sha if isinstance(sha, str) and sha else None
-        jobs.append((str(Path(root) / rel), str(rel), expected))
+        jobs.append((str(Path(root) / rel), str(rel), expected, max_duration_s))
 
     results: list[dict[str, Any] | None] = [None] * len(jobs)
     bar = tqdm(total=len(jobs), desc="validate: decoding", unit="file", disable=not progress)

@@ -30,6 +30,7 @@ from genreflow.config import ValidateParams
 CLIP_SUITE = "genreflow_clips"
 BALANCE_SUITE = "genreflow_class_balance"
 DUPLICATE_CHECK = "duplicate"
+TRACK_ID_CHECK = "unique_track_id"
 BALANCE_CHECK = "class_balance"
 
 
@@ -166,6 +167,15 @@ def clip_checks(v: ValidateParams, genres: Sequence[str]) -> list[Check]:
             column="audio_sha256",
             notes="No audio content twice (sha256 of the decoded mono float32 samples); "
             "the first copy is kept, the others are quarantined.",
+        ),
+        _check(
+            TRACK_ID_CHECK,
+            E.ExpectColumnValuesToBeUnique,
+            # Which file keeps the id is decided by the caller, which knows the other verdicts.
+            lambda row: f"track id {row['track_id']!r} repeats",
+            column="track_id",
+            notes="No track id twice: ids (file names without the extension) key the split, "
+            "the segments and the per-track scores. The first file keeps it.",
         ),
     ]
 

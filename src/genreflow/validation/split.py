@@ -10,12 +10,16 @@ genre proportions in expectation and never moves a track when other tracks come 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid
 
 from genreflow.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -25,7 +29,11 @@ Scheme = Literal["gtzan", "stratified"]
 
 
 def resolve_scheme(scheme: str, source: str) -> Scheme:
-    """``auto`` means the GTZAN lists for real GTZAN data and a stratified split for synthetic."""
+    """The scheme from params alone, before the track ids are known.
+
+    ``auto`` means the GTZAN lists for real data and a stratified split for synthetic data;
+    :func:`choose_scheme` then falls back to stratified when the ids are not GTZAN's.
+    """
     if scheme == "auto":
         return "stratified" if source == "synthetic" else "gtzan"
     if scheme not in ("gtzan", "stratified"):
@@ -33,6 +41,45 @@ def resolve_scheme(scheme: str, source: str) -> Scheme:
             f"validate.split.scheme: {scheme!r} is not one of auto, gtzan, stratified"
         )
     return scheme  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class SchemeChoice:
+    """The split scheme in use and why: the reason goes into ``summary.json``."""
+
+    scheme: Scheme
+    reason: str
+
+
+def not_gtzan_reason(track_ids: Sequence[str]) -> str | None:
+    """Why ``track_ids`` cannot take GTZAN's split (none of them is in its lists), or None."""
+    lookup = gtzan_lookup()
+    if not track_ids or any(t in lookup for t in track_ids):
+        return None
+    return (
+        f"none of the {len(track_ids)} track ids (e.g. {track_ids[0]!r}) is in torchaudio's "
+        "GTZAN split lists"
+    )
+
+
+def choose_scheme(scheme: str, source: str, track_ids: Sequence[str]) -> SchemeChoice:
+    """The scheme for these tracks: ``auto`` falls back to stratified for non-GTZAN ids.
+
+    A user's own collection (``data.source: local`` with any file names) then trains with
+    the default params, with a logged notice. An explicit ``gtzan`` is left as asked: the
+    stage fails on such ids, naming the problem, rather than silently splitting otherwise.
+    """
+    resolved = resolve_scheme(scheme, source)
+    if scheme != "auto":
+        return SchemeChoice(resolved, f"validate.split.scheme is {scheme}")
+    if resolved == "stratified":
+        return SchemeChoice(resolved, f"auto: data.source is {source}, so the stratified split")
+    why = not_gtzan_reason(list(track_ids))
+    if why is None:
+        return SchemeChoice("gtzan", "auto: the track ids are GTZAN's, so its filtered split")
+    reason = f"auto: {why}, so the stratified split (a seeded hash of each track id)"
+    log.warning("validate.split.scheme %s", reason)
+    return SchemeChoice("stratified", reason)
 
 
 def gtzan_lookup() -> dict[str, str]:

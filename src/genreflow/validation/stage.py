@@ -4,6 +4,10 @@ Files that fail a check are *quarantined*: listed with their reasons in
 ``reports/validation/quarantine.csv`` and left out of ``data/validated/manifest.csv``. Nothing under
 ``data/raw`` is modified. Tracks the GTZAN lists leave out are *excluded* (a property of the
 dataset, not a data fault), so they do not count towards ``validate.max_quarantine_share``.
+
+Full-length tracks pass (``validate.max_duration_s`` only bounds runaway files); every file is
+decoded block by block, so a long one costs time, not memory. Track ids (file names without
+the extension) must be unique: every later stage groups segments by them.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from genreflow.validation.errors import ValidationFailed
 from genreflow.validation.split import (
     GTZAN_EXCLUDED_REASON,
     SPLITS,
+    SchemeChoice,
     check_fractions,
+    choose_scheme,
     gtzan_split,
-    resolve_scheme,
     stable_split,
 )
 
@@ -44,6 +49,7 @@ class ValidationSummary:
     quarantine_share: float
     max_quarantine_share: float
     scheme: str
+    scheme_reason: str  # how validate.split.scheme was resolved (auto's fallback included)
     gx_success: bool
     class_balance_ok: bool
     passed: bool
@@ -97,6 +103,30 @@ def _resolve_duplicates(
             failures.setdefault(path, {})["duplicate"] = f"duplicate of {kept}"
 
 
+def _resolve_repeated_ids(
+    clips: pd.DataFrame, flagged: set[str], failures: dict[str, dict[str, str]], excluded: set[str]
+) -> None:
+    """Keep one file per track id; mark the others, naming the file that keeps the id.
+
+    Track ids are file names without the extension, so ``rock/Track 01.mp3`` and
+    ``jazz/Track 01.mp3`` collide; segments, splits and per-track scores are keyed by the id,
+    so two tracks under one id would be scored as one. Kept as for duplicates: the first by
+    path among files that pass every other check.
+    """
+    rows = clips[clips["path"].isin(flagged)]
+    for track_id, group in rows.groupby("track_id", sort=True):
+
+        def rank(path: str) -> tuple[bool, str]:
+            return (bool(failures.get(path)) or path in excluded, path)
+
+        members = sorted(group["path"], key=rank)
+        for path in members[1:]:
+            failures.setdefault(path, {})["track_id"] = (
+                f"track id {track_id!r} repeats {members[0]} (track ids are file names "
+                "without the extension and must be unique; rename one)"
+            )
+
+
 def _status_and_reason(
     clips: pd.DataFrame, failures: dict[str, dict[str, str]], excluded: set[str]
 ) -> pd.DataFrame:
@@ -144,8 +174,9 @@ def _gtzan_assignment(
     if not any(by_track.values()):
         raise ValidationFailed(
             f"{layout.raw_manifest}: none of the {len(clips)} track ids (e.g. "
-            f"{clips['track_id'].iloc[0]!r}) is in torchaudio's GTZAN split lists; for data "
-            "that is not GTZAN set validate.split.scheme: stratified"
+            f"{clips['track_id'].iloc[0]!r}) is in torchaudio's GTZAN split lists, but "
+            "validate.split.scheme is gtzan; for data that is not GTZAN set "
+            "validate.split.scheme: stratified (or auto, which falls back to it)"
         )
     split_of = {p: by_track[t] for p, t in zip(clips["path"], clips["track_id"], strict=True)}
     return split_of, {p for p, s in split_of.items() if s is None}
@@ -168,6 +199,8 @@ def _quarantine(
     failures = gxv.clip_failures(clips, checks, result)
     duplicated = {p for p, f in failures.items() if f.pop(gxv.DUPLICATE_CHECK, None)}
     _resolve_duplicates(clips, duplicated, failures, excluded)
+    repeated = {p for p, f in failures.items() if f.pop(gxv.TRACK_ID_CHECK, None)}
+    _resolve_repeated_ids(clips, repeated, failures, excluded)
     return _status_and_reason(clips, failures, excluded), result
 
 
@@ -186,7 +219,7 @@ def _balance(gxv: Any, session: Any, accepted: pd.DataFrame, params: Params) -> 
 
 
 def _summarise(
-    clips: pd.DataFrame, params: Params, scheme: str, clip_ok: bool, balance: _Balance
+    clips: pd.DataFrame, params: Params, scheme: SchemeChoice, clip_ok: bool, balance: _Balance
 ) -> tuple[ValidationSummary, list[str]]:
     """The metrics DVC tracks, and every reason the data is unfit (empty when it passes)."""
     v = params.validate
@@ -227,7 +260,8 @@ def _summarise(
         n_excluded=n_excluded,
         quarantine_share=round(share, 6),
         max_quarantine_share=v.max_quarantine_share,
-        scheme=scheme,
+        scheme=scheme.scheme,
+        scheme_reason=scheme.reason,
         gx_success=bool(clip_ok and balance.result.success),
         class_balance_ok=bool(balance.result.success),
         passed=not problems,
@@ -250,13 +284,16 @@ def validate(
     from genreflow.validation import expectations as gxv
 
     v = params.validate
-    scheme = resolve_scheme(v.split.scheme, params.data.source)
-    if scheme == "stratified":
-        check_fractions(v.split.val_fraction, v.split.test_fraction)
     # Whatever happens below, a manifest from an earlier run must not outlive a failed one.
     layout.validated_manifest.unlink(missing_ok=True)
     manifest = _read_raw_manifest(layout)
-    clips = decode_table(manifest, layout.root, workers=workers, progress=progress)
+    choice = choose_scheme(v.split.scheme, params.data.source, list(manifest["track_id"]))
+    scheme = choice.scheme
+    if scheme == "stratified":
+        check_fractions(v.split.val_fraction, v.split.test_fraction)
+    clips = decode_table(
+        manifest, layout.root, workers=workers, progress=progress, max_duration_s=v.max_duration_s
+    )
 
     split_of: dict[str, str | None] = {}
     excluded: set[str] = set()
@@ -271,7 +308,7 @@ def validate(
         for p, s in zip(clips["path"], clips["status"], strict=True)
     ]
     balance = _balance(gxv, session, clips[clips["status"] == "accepted"], params)
-    summary, problems = _summarise(clips, params, scheme, clip_result.success, balance)
+    summary, problems = _summarise(clips, params, choice, clip_result.success, balance)
 
     report.write_clip_table(layout.validation_clips, clips)
     report.write_quarantine(layout.validation_quarantine, clips)
