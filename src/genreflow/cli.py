@@ -16,7 +16,6 @@ from typing import Annotated
 
 import typer
 
-from genreflow.inference import CHAMPION_URI
 from genreflow.runner import fail, setup_logging
 
 app = typer.Typer(
@@ -229,27 +228,136 @@ def registry(
     _registry_action("registry", name, root, describe)
 
 
-@app.command()
+@app.command(
+    epilog=(
+        "Exit codes: 0 = every file predicted; 1 = a file or folder failed (one error line "
+        "each on stderr, the others still predicted) or the model could not be loaded."
+    )
+)
 def predict(
-    files: Annotated[list[Path], typer.Argument(help="Audio files (wav, au, flac, ogg, mp3).")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Audio files and folders (searched recursively for wav, au, flac, ogg, mp3, "
+            "aiff).",
+            show_default=False,
+        ),
+    ],
     model_uri: Annotated[
-        str, typer.Option(help="MLflow model URI; default the registry's champion.")
-    ] = CHAMPION_URI,
-    top: Annotated[int, typer.Option(help="How many genres to show per file.")] = 3,
+        str | None,
+        typer.Option(
+            help="MLflow model URI (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/...); "
+            "default models:/<params evaluate.registered_model>@champion."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Registered model whose champion to use (instead of params).")
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='One JSON object per line: {"path", "genre", "probabilities", "duration_s"}.',
+        ),
+    ] = False,
+    top: Annotated[int, typer.Option(min=1, help="How many genres the table shows per file.")] = 3,
     root: RootOption = None,
+    quiet: QuietOption = False,
 ) -> None:
-    """Predict the genre of audio files with the champion (or any logged) model."""
-    from genreflow.inference import predict_files
-    from genreflow.paths import Layout
-    from genreflow.tracking import set_tracking
+    """Predict the genre of audio files and folders with the champion (or any logged) model.
+
+    A failing file prints one error line and the rest go on; a summary on stderr counts both.
+    """
+    if model_uri and name:
+        raise typer.BadParameter("give --model-uri or --name, not both")
+    summary = []
 
     def go() -> None:
-        set_tracking(Layout.from_root(root))
-        for p in predict_files(files, model_uri):
-            best = ", ".join(f"{g} {v:.2f}" for g, v in list(p.probabilities.items())[:top])
-            typer.echo(f"{p.path}\t{p.genre}\t({best})")
+        from genreflow.inference import champion_uri
+        from genreflow.paths import Layout
+        from genreflow.predict_tool import load_served_model, run_predict
+        from genreflow.tracking import set_tracking
+
+        layout = Layout.from_root(root)
+        uri = model_uri
+        if uri is None:
+            uri = f"models:/{name}@champion" if name else champion_uri(_context(root)[1])
+        served = load_served_model(uri, set_tracking(layout))
+        summary.append(run_predict(served, paths, as_json=as_json, top=top, quiet=quiet))
 
     _run("predict", go)
+    raise typer.Exit(summary[0].exit_code)
+
+
+@app.command(
+    epilog="Exit codes: 0 = neighbours printed; 1 = no index, a stale index or a bad file."
+)
+def similar(
+    file: Annotated[Path, typer.Argument(help="Audio file to find similar songs for.")],
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "-k", "--k", min=1, help="Neighbours to show (default: params evaluate.search.k)."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='One JSON object: {"query", "model_version", "neighbours": [{"rank", '
+            '"distance", "track_id", "genre", "split", "path"}]}.',
+        ),
+    ] = False,
+    root: RootOption = None,
+) -> None:
+    """Songs of the validated corpus most similar to FILE, by the champion's song vectors.
+
+    Distance is the cosine distance (1 - cosine similarity: 0 = the same direction). The
+    index is built by evaluate and rebuilt by `genreflow index`, promote and rollback; it
+    refuses to answer when the champion is not the model it was built with.
+    """
+
+    def go() -> None:
+        from genreflow.similarity.query import find_similar, format_table
+        from genreflow.tracking import set_tracking
+
+        layout, params = _context(root)
+        set_tracking(layout)
+        found = find_similar(file, layout, params, k or params.evaluate.search.k)
+        if as_json:
+            typer.echo(json.dumps(found.to_dict()))
+        else:
+            for line in format_table(found):
+                typer.echo(line)
+
+    _run("similar", go)
+
+
+@app.command("index")
+def index_command(root: RootOption = None, quiet: QuietOption = False) -> None:
+    """Rebuild the similar-song index of the validated corpus with the current champion.
+
+    Also logs the champion's retrieval scores (test clips against train+val) on its run.
+    """
+
+    def go() -> None:
+        from genreflow.registry.aliases import RegistryError
+        from genreflow.similarity.build import build_champion_index, describe_index
+        from genreflow.similarity.tracked import record_rebuilt_index
+        from genreflow.tracking import configure_mlflow
+
+        layout, params = _context(root)
+        configure_mlflow(layout, params.evaluate.experiment)
+        meta = build_champion_index(params, layout, progress=not quiet)
+        if meta.version is None:
+            raise RegistryError(
+                f"model {params.evaluate.registered_model!r} has no @champion, so the index "
+                "is empty; promote a version first (`genreflow promote VERSION`)"
+            )
+        typer.echo(describe_index(meta, layout.similarity_index))
+        typer.echo(record_rebuilt_index(layout))
+
+    _run("index", go)
 
 
 @app.command()

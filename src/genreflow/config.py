@@ -90,7 +90,10 @@ class SplitParams:
 @dataclass(frozen=True)
 class ValidateParams:
     min_duration_s: float = ranged(3.0, "> 0")
-    max_duration_s: float = ranged(40.0, "> 0")
+    # An upper bound against runaway files (a day-long recording, a wrong header), not a clip
+    # length: full-length tracks are accepted, and spectrogramize takes features.excerpt from
+    # them. Files over it are judged from their header, without decoding.
+    max_duration_s: float = ranged(3600.0, "> 0")
     sample_rates: tuple[int, ...] = ranged(
         (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000), ">= 1"
     )
@@ -103,6 +106,22 @@ class ValidateParams:
 
 
 # --------------------------------------------------------------------------- spectrogramize
+@dataclass(frozen=True)
+class ExcerptParams:
+    """Which parts of a long track become segments (see :mod:`genreflow.features.excerpts`).
+
+    A track longer than ``count * length_s`` contributes ``count`` excerpts of ``length_s``,
+    taken ``spread`` evenly over it (one centred in each of ``count`` equal parts), from the
+    ``start``, or around the ``middle`` (back to back). A shorter track is used whole: its
+    excerpts would overlap it anyway, and 12-s synthetic or 30-s GTZAN clips keep their
+    features exactly. Excerpts are a pure function of the track's length, never random.
+    """
+
+    length_s: float = ranged(30.0, "> 0")
+    count: int = ranged(3, ">= 1")
+    position: Literal["spread", "start", "middle"] = "spread"
+
+
 @dataclass(frozen=True)
 class FeatureParams:
     sample_rate: int = ranged(22050, ">= 1")
@@ -118,6 +137,7 @@ class FeatureParams:
     # change does not move the features; "none" keeps absolute dB (the model before issue 9).
     loudness: Literal["none", "segment_peak"] = "segment_peak"
     top_db: float = ranged(80.0, "> 0")
+    excerpt: ExcerptParams = field(default_factory=ExcerptParams)
 
     @property
     def segment_samples(self) -> int:
@@ -183,6 +203,33 @@ def train_lstm_defaults() -> TrainParams:
 
 
 # --------------------------------------------------------------------------- evaluate
+AudioFormat = Literal["wav", "flac", "ogg", "mp3"]
+
+
+@dataclass(frozen=True)
+class RobustnessParams:
+    """The changes real audio brings, under which ``evaluate`` re-scores the test clips (each
+    written as a real file and read back through the served model; see genreflow.robustness).
+    An empty list (or ``stereo: false``) leaves that kind out."""
+
+    # > 0 dB clips at full scale; below -90 dB a 16-bit file is all but digital silence
+    gains_db: tuple[float, ...] = ranged((-30.0, -20.0, -10.0, 6.0), "[-90, 40]")
+    sample_rates: tuple[int, ...] = ranged((16000, 44100, 48000), ">= 1")  # resampled, written
+    formats: tuple[AudioFormat, ...] = ("wav", "flac", "ogg", "mp3")
+    noise_db: float = ranged(-40.0, "< 0")  # white noise RMS, dB re full scale
+    stereo: bool = True  # the clip as two slightly different channels
+    max_clips: int = ranged(0, ">= 0")  # 0: every test clip; N: N evenly spaced ones
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Similar-song search (:mod:`genreflow.similarity`), built by evaluate with the champion."""
+
+    k: int = ranged(5, ">= 1")  # neighbours `genreflow similar` shows; the precision@k cutoff
+    index: Literal["flat", "hnsw"] = "flat"  # flat: exact cosine; hnsw: approximate
+    hnsw_m: int = ranged(32, ">= 2")  # HNSW graph degree (index: hnsw only)
+
+
 @dataclass(frozen=True)
 class EvaluateParams:
     bootstrap_samples: int = ranged(1000, ">= 100")  # fewer gives no usable interval
@@ -191,6 +238,8 @@ class EvaluateParams:
     promotion_alpha: float = ranged(0.05, "(0, 0.5)")  # the gate's bound is one-sided 1 - alpha
     registered_model: str = "genre-classifier"
     experiment: str = "genreflow"
+    robustness: RobustnessParams = field(default_factory=RobustnessParams)
+    search: SearchParams = field(default_factory=SearchParams)
 
 
 # --------------------------------------------------------------------------- runtime (no stage)

@@ -1,85 +1,265 @@
-"""Predict genres of audio files with a registered model (by default the champion).
+"""Analyse audio with a registered model (by default the champion): genre, probabilities and
+the song vector.
 
-The logged model carries the log-mel front-end, so inference is: decode, down-mix and
-resample with the pipeline's own :func:`genreflow.audio.load_mono`, then one forward pass.
-:class:`ServedModel` is that path, shared by ``genreflow predict`` and by the registry when it
-re-scores a champion on new test clips, so both see exactly what serving sees (padding of
-short clips included). Heavy imports wait until a prediction is asked for, so the CLI starts
-quickly.
+The logged model is an MLflow pyfunc (:mod:`genreflow.pyfunc_model`) around an exported
+torch core that holds the log-mel front-end and the classifier. :class:`ServedModel` loads
+that pyfunc and then calls the torch core directly (no pandas, no schema enforcement on the
+hot path); ``mlflow models serve`` runs the very same :class:`ServedModel` inside the pyfunc,
+so ``genreflow predict``, the registry's re-scoring, robustness, similar-song search and the
+REST server all see the same numbers (padding of short clips included).
+
+Files are decoded, down-mixed and resampled in blocks and scored in windows aligned to the
+segment hop (:mod:`genreflow.audio_stream`), so a one-hour file needs the memory of a window,
+and the sums over segments equal the whole-file result. Heavy imports wait until a
+prediction is asked for, so the CLI starts quickly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-CHAMPION_URI = "models:/genre-classifier@champion"
+from genreflow.errors import GenreflowError
+
+if TYPE_CHECKING:  # numpy, soundfile and torch load when a prediction is asked for
+    from genreflow.audio_stream import DecodedLength, SegmentGeometry, Window
+
+# 40 segments (61.5 s at the default 3-s segments and 1.5-s hop): a 30-s clip is one window,
+# so a clip costs one forward pass, and a window's CNN activations stay near 100 MB.
+DEFAULT_WINDOW_SEGMENTS = 40
+
+
+SERVING_KIND = "genreflow.pyfunc_model pyfunc"
+
+
+class BadInputAudioError(GenreflowError, ValueError):
+    """Audio handed to the model that it cannot score; the message names the input."""
+
+
+class NotAServingModelError(GenreflowError, ValueError):
+    """The model at a URI is not the pyfunc this package logs; the message names the URI."""
+
+
+def champion_uri(params: Any) -> str:
+    """``models:/<params.evaluate.registered_model>@champion``: the name comes from params."""
+    return f"models:/{params.evaluate.registered_model}@champion"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the model says about one input."""
+
+    path: str
+    genre: str
+    probabilities: dict[str, float]  # genre -> softmax probability, best first, sums to 1
+    embedding: Any  # np.ndarray float32 (D,), L2-normalised song vector
+    duration_s: float  # of the decoded input, at its own sample rate
 
 
 @dataclass(frozen=True)
 class Prediction:
     path: str
     genre: str
-    probabilities: dict[str, float]  # genre -> softmax probability, best first
-
-
-def model_metadata(model_uri: str) -> tuple[list[str], int, int]:
-    """Genre order, sample rate and segment length from the logged model's metadata."""
-    from mlflow.models import get_model_info
-
-    metadata = get_model_info(model_uri).metadata or {}
-    if "genres" not in metadata or "sample_rate" not in metadata:
-        raise ValueError(f"{model_uri}: model metadata lacks genres/sample_rate")
-    segment = int(metadata.get("segment_samples", 0))
-    return list(metadata["genres"]), int(metadata["sample_rate"]), segment
+    probabilities: dict[str, float]  # genre -> softmax probability, best first (rounded)
 
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A logged waveform model with the metadata needed to feed it."""
+    """A logged genreflow model, ready to analyse files and waveforms.
+
+    ``core``: the exported torch module, waveform ``(1, samples)`` at ``sample_rate`` ->
+    ``(segment logits (1, S, C), segment embeddings (1, S, D))``. ``version`` is the
+    registered version when loaded by ``models:/<name>@<alias>`` or ``models:/<name>/<n>``;
+    ``model_id`` the logged model's id (``m-...``): vectors of two different ids are never
+    comparable.
+    """
 
     uri: str
-    model: Any  # waveform (batch, samples) -> logits
+    core: Any
     genres: tuple[str, ...]
     sample_rate: int
-    segment_samples: int
+    geometry: SegmentGeometry
+    embedding_dim: int
+    model_id: str | None = None
+    version: str | None = None
+    window_segments: int = DEFAULT_WINDOW_SEGMENTS
+    block_frames: int | None = None  # source frames per read; None: audio_stream's default
+
+    @property
+    def segment_samples(self) -> int:
+        return self.geometry.segment_samples
 
     @classmethod
     def load(cls, model_uri: str) -> ServedModel:
+        """Load a logged genreflow pyfunc (``models:/...``, ``runs:/...`` or a local path)."""
         import mlflow
 
-        genres, sample_rate, segment_samples = model_metadata(model_uri)
-        model = mlflow.pytorch.load_model(model_uri)
-        return cls(model_uri, model, tuple(genres), sample_rate, segment_samples)
+        # suppress_warnings skips MLflow's scan of every installed distribution against the
+        # model's pinned requirements (0.85 s of a cold `genreflow predict`); it runs in the
+        # environment this package pinned them from. `mlflow models serve` still checks.
+        from mlflow.exceptions import MlflowException
+
+        pyfunc = mlflow.pyfunc.load_model(model_uri, suppress_warnings=True)
+        try:
+            served = getattr(pyfunc.unwrap_python_model(), "served", None)
+        except MlflowException:  # another flavour: e.g. a pt2 model logged before issue 9
+            served = None
+        if not isinstance(served, ServedModel):
+            raise NotAServingModelError(
+                f"{model_uri}: not a genreflow serving model (a {SERVING_KIND} with song "
+                "vectors); models logged before them return bare logits. Retrain: "
+                "dvc repro --force train_cnn train_lstm evaluate"
+            )
+        model_id = getattr(pyfunc.metadata, "model_id", None) or served.model_id
+        return replace(
+            served, uri=model_uri, model_id=model_id, version=registered_version(model_uri)
+        )
+
+    def with_windows(self, window_segments: int, block_frames: int | None = None) -> ServedModel:
+        """The same model scoring ``window_segments`` segments per forward pass."""
+        return replace(
+            self,
+            window_segments=window_segments,
+            block_frames=self.block_frames if block_frames is None else block_frames,
+        )
+
+    # ------------------------------------------------------------------ analysis
+    def analyse(self, path: Path | str) -> Analysis:
+        """Genre, probabilities and song vector of the audio file at ``path``.
+
+        Decoded in blocks and scored in windows (bounded memory). Raises
+        :class:`~genreflow.audio.AudioDecodeError` naming a file that cannot be decoded.
+        """
+        from genreflow.audio_stream import DecodedLength, file_blocks, segment_windows
+
+        length = DecodedLength()
+        blocks = self._target_blocks(file_blocks(path, length, self._block_frames()), length)
+        logits, embedding = self._score(
+            segment_windows(blocks, self.geometry, self.window_segments)
+        )
+        return self._analysis(str(path), logits, embedding, length.seconds)
+
+    def analyse_waveform(self, wave: Any, sample_rate: int, path: str = "<waveform>") -> Analysis:
+        """Like :meth:`analyse` for audio in memory: ``(samples,)`` or ``(channels, samples)``
+        float at ``sample_rate`` (down-mixed by channel mean, resampled to the model's rate)."""
+        import numpy as np
+
+        from genreflow.audio_stream import resampled_blocks, segment_windows
+
+        wave = np.asarray(wave, dtype=np.float32)
+        if wave.ndim == 2:
+            wave = wave.mean(axis=0) if wave.shape[0] > 1 else wave[0]
+        if wave.ndim != 1 or wave.size == 0:
+            raise BadInputAudioError(
+                f"{path}: expected mono (samples,) or (channels, samples) audio, got shape "
+                f"{wave.shape}"
+            )
+        if not np.isfinite(wave).all():
+            raise BadInputAudioError(f"{path}: waveform holds NaN or infinite samples")
+        if int(sample_rate) < 1:
+            raise BadInputAudioError(f"{path}: sample rate must be positive, got {sample_rate}")
+        blocks = resampled_blocks(
+            _split(wave, self._block_frames()), int(sample_rate), self.sample_rate
+        )
+        logits, embedding = self._score(
+            segment_windows(blocks, self.geometry, self.window_segments)
+        )
+        return self._analysis(path, logits, embedding, wave.size / int(sample_rate))
 
     def probabilities(self, path: Path | str) -> Any:
-        """Softmax over genres for one file; raises AudioDecodeError naming a bad file."""
+        """Softmax over genres (in ``genres`` order) of one file, as a torch tensor."""
         import torch
 
-        from genreflow.audio import load_mono
-
-        wave = load_mono(path, self.sample_rate)
-        if wave.numel() < self.segment_samples:  # the exported graph needs one whole segment
-            wave = torch.nn.functional.pad(wave, (0, self.segment_samples - wave.numel()))
-        with torch.inference_mode():
-            return torch.softmax(self.model(wave[None]), dim=-1)[0]
+        probs = self.analyse(path).probabilities
+        return torch.tensor([probs[g] for g in self.genres], dtype=torch.float32)
 
     def predict(self, path: Path | str) -> Prediction:
+        """Genre and rounded probabilities of one file (the pre-``analyse`` interface)."""
+        a = self.analyse(path)
+        rounded = {g: round(p, 4) for g, p in a.probabilities.items()}
+        return Prediction(path=a.path, genre=a.genre, probabilities=rounded)
+
+    # ------------------------------------------------------------------ internals
+    def _block_frames(self) -> int:
+        from genreflow.audio_stream import DEFAULT_BLOCK_FRAMES
+
+        return self.block_frames or DEFAULT_BLOCK_FRAMES
+
+    def _target_blocks(self, blocks: Iterable[Any], length: DecodedLength) -> Iterable[Any]:
+        """Resample ``blocks`` to the model's rate (the source rate is known once the first
+        block was read, so this wraps lazily)."""
+        from genreflow.audio_stream import resampled_blocks
+
+        it = iter(blocks)
+        first = next(it, None)  # opens the file: length.sample_rate is set from here on
+        if first is None:
+            return iter(())
+
+        def chained() -> Iterable[Any]:
+            yield first
+            yield from it
+
+        return resampled_blocks(chained(), length.sample_rate, self.sample_rate)
+
+    def _score(self, windows: Iterable[Window]) -> tuple[Any, Any]:
+        """Mean segment logits ``(C,)`` and mean segment embedding ``(D,)`` (float64)."""
+        import numpy as np
         import torch
 
-        probs = self.probabilities(path)
-        order = torch.argsort(probs, descending=True).tolist()
-        return Prediction(
-            path=str(path),
-            genre=self.genres[order[0]],
-            probabilities={self.genres[i]: round(float(probs[i]), 4) for i in order},
+        logit_sum = np.zeros(len(self.genres), dtype=np.float64)
+        embedding_sum = np.zeros(self.embedding_dim, dtype=np.float64)
+        count = 0
+        with torch.inference_mode():
+            for w in windows:
+                wave = torch.from_numpy(np.ascontiguousarray(w.wave, dtype=np.float32))
+                short = self.segment_samples - wave.numel()
+                if short > 0:  # the exported graph needs one whole segment, as training padded
+                    wave = torch.nn.functional.pad(wave, (0, short))
+                logits, embedding = self.core(wave[None])
+                keep = slice(w.skip, w.skip + w.count)
+                logit_sum += logits[0, keep].double().sum(dim=0).numpy()
+                embedding_sum += embedding[0, keep].double().sum(dim=0).numpy()
+                count += w.count
+        if count == 0:
+            raise BadInputAudioError(f"{self.uri}: no audio to score")
+        return logit_sum / count, embedding_sum / count
+
+    def _analysis(self, path: str, logits: Any, embedding: Any, duration_s: float) -> Analysis:
+        import numpy as np
+
+        z = np.exp(logits - logits.max())
+        probs = z / z.sum()
+        order = np.argsort(-probs, kind="stable")
+        norm = float(np.linalg.norm(embedding))
+        vector = (embedding / norm if norm > 0 else embedding).astype(np.float32)
+        return Analysis(
+            path=path,
+            genre=self.genres[int(order[0])],
+            probabilities={self.genres[int(i)]: float(probs[i]) for i in order},
+            embedding=vector,
+            duration_s=float(duration_s),
         )
 
 
-def predict_files(paths: Sequence[Path], model_uri: str = CHAMPION_URI) -> list[Prediction]:
-    """One :class:`Prediction` per file; an undecodable or empty file raises
-    :class:`~genreflow.audio.AudioDecodeError` naming it (from ``load_mono``)."""
-    served = ServedModel.load(model_uri)
-    return [served.predict(path) for path in paths]
+def _split(wave: Any, block: int) -> Iterable[Any]:
+    for start in range(0, len(wave), block):
+        yield wave[start : start + block]
+
+
+_REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+def registered_version(model_uri: str) -> str | None:
+    """The registry version ``model_uri`` names (``models:/name@alias`` resolved now,
+    ``models:/name/3``), or ``None`` for a logged-model id, a run or a path."""
+    m = _REGISTERED.match(model_uri)
+    if m is None:
+        return None
+    if m["version"] is not None:
+        return m["version"]
+    from mlflow.tracking import MlflowClient
+
+    return str(MlflowClient().get_model_version_by_alias(m["name"], m["alias"]).version)

@@ -169,6 +169,12 @@ class Layout:
         return self.reports_dir / "promotion_log.jsonl"
 
     @property
+    def similarity_index(self) -> Path:
+        """The similar-song index (faiss vectors, catalogue, meta; see genreflow.similarity):
+        built by evaluate with the champion, rebuilt by promote / rollback."""
+        return self.models_dir / "similarity_index"
+
+    @property
     def mlflow_db(self) -> Path:
         return self.root / "mlflow.db"
 

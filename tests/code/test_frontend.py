@@ -1,14 +1,13 @@
 """The shared log-mel front-end: torchaudio-equivalent, batch-independent, segment geometry."""
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 import torch
 import torchaudio.transforms as T
 
 from genreflow.config import FeatureParams
-from dataclasses import replace
-
-import pytest
-
 from genreflow.features.frontend import AMIN_DB, LogMelFrontend, n_segments
 
 FP = FeatureParams(n_mels=32, n_fft=512, hop_length=128, f_max=8000.0, segment_s=0.5,

@@ -58,7 +58,13 @@ def layout_outputs(layout: Layout, archs: dict[str, str]) -> dict[str, set[Path]
             }
             for section, arch in archs.items()
         },
-        "evaluate": {layout.metrics, layout.promotion, layout.promotion_log, *confusion},
+        "evaluate": {
+            layout.metrics,
+            layout.promotion,
+            layout.promotion_log,
+            layout.similarity_index,
+            *confusion,
+        },
     }
 
 

@@ -219,7 +219,7 @@ def test_predict_command_uses_the_champion(repo, champion, pipeline_kit):
     validated = pd.read_csv(repo / "data/validated/manifest.csv")
     clip = validated[validated["split"] == "test"]["path"].iloc[0]
     proc = subprocess.run(
-        [str(pipeline_kit.venv_bin / "genreflow"), "predict", clip, "--top", "2"],
+        [str(pipeline_kit.venv_bin / "genreflow"), "predict", clip, "--json"],
         cwd=repo,
         capture_output=True,
         text=True,
@@ -227,11 +227,10 @@ def test_predict_command_uses_the_champion(repo, champion, pipeline_kit):
         env=pipeline_kit.clean_env(),
     )
     assert proc.returncode == 0, proc.stderr
-    path, genre, _ = proc.stdout.strip().splitlines()[-1].split("\t")
-    assert (
-        path == clip
-        and genre in yaml.safe_load((repo / "params.yaml").read_text())["data"]["genres"]
-    )
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    genres = yaml.safe_load((repo / "params.yaml").read_text())["data"]["genres"]
+    assert answer["path"] == clip and answer["genre"] in genres
+    assert abs(sum(answer["probabilities"].values()) - 1.0) < 1e-4
     missing = subprocess.run(
         [str(pipeline_kit.venv_bin / "genreflow"), "predict", "no/such.wav"],
         cwd=repo,

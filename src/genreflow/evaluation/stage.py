@@ -11,6 +11,9 @@ one on **validation**, and gates it on **test** with a paired bootstrap against 
 Outputs: ``reports/metrics.json`` (DVC metrics), ``reports/promotion.json`` (this run's
 decisions and the scores compared), ``reports/promotion_log.jsonl`` (every decision ever made,
 one JSON line each; a ``persist`` output) and ``reports/evaluate/confusion_<arch>.{json,csv,png}``.
+Last, with the champion just decided, it rebuilds the similar-song index
+``models/similarity_index/`` and adds the champion's retrieval scores to ``metrics.json``
+under ``retrieval`` (:mod:`genreflow.similarity.build`).
 
 The stage needs the candidates' MLflow runs. DVC can restore a training stage's outputs from
 its run-cache without running it, or ``mlflow.db`` may have been deleted; then ``run.json``
@@ -185,6 +188,26 @@ def _check_params(params: Params) -> dict[str, str]:
     return sections
 
 
+def _score_robustness(
+    arch: str, info: dict[str, Any], params: Params, clips: HeldOutClips, progress: bool
+) -> dict[str, Any]:
+    """Test clips under each ``evaluate.robustness`` perturbation, through the candidate's
+    logged (served) model: accuracy and agreement with the clean prediction; logged to its run.
+    """
+    from genreflow.robustness.score import evaluate_robustness
+
+    return evaluate_robustness(
+        info["model_uri"],
+        info["run_id"],
+        clips.paths,
+        clips.genres,
+        params.evaluate.robustness,
+        seed=params.seed,
+        progress=progress,
+        desc=f"robustness {arch}",
+    )
+
+
 def _score_candidate(
     section: str,
     arch: str,
@@ -194,6 +217,7 @@ def _score_candidate(
     store: FeatureStore,
     clips: HeldOutClips,
     commit: str | None,
+    progress: bool = True,
 ) -> tuple[Candidate, dict[str, Any]]:
     """Validation and test scores of one trained model, its confusion outputs, its candidate."""
     from genreflow.evaluation.metrics import score_clips
@@ -214,6 +238,7 @@ def _score_candidate(
     result = {**test.to_dict(), "val_accuracy": val.accuracy, "val_macro_f1": val.macro_f1}
     files = _write_confusion(layout, arch, ids, y_true, y_pred, genres)
     _log_to_run(info["run_id"], result, val, files)
+    result["robustness"] = _score_robustness(arch, info, params, clips, progress)
 
     run = find_run(info["run_id"])
     run_commit = run.data.tags.get(TAG_GIT_COMMIT) if run is not None else None
@@ -239,6 +264,7 @@ def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dic
     from genreflow.evaluation.metrics import score_clips
     from genreflow.registry.aliases import CHAMPION_ALIAS, get_alias
     from genreflow.registry.promotion import GateSettings, register_and_promote
+    from genreflow.similarity.build import evaluate_retrieval
 
     ev = params.evaluate
     sections = _check_params(params)
@@ -259,7 +285,7 @@ def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dic
     candidates: list[Candidate] = []
     for section, arch in sections.items():
         cand, metrics[arch] = _score_candidate(
-            section, arch, infos[arch], params, layout, store, clips, commit
+            section, arch, infos[arch], params, layout, store, clips, commit, progress
         )
         candidates.append(cand)
 
@@ -312,4 +338,7 @@ def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dic
             for d in decisions
         ],
     )
+    # Song vectors of the champion just decided: index, retrieval scores (metrics + its run).
+    metrics["retrieval"] = evaluate_retrieval(params, layout, progress=progress)
+    write_json(layout.metrics, metrics)
     return {"metrics": metrics, "promotion": promotion}

@@ -1,0 +1,225 @@
+"""Build the similar-song index with the champion: embed the corpus, score retrieval, write.
+
+Three callers keep the index on the champion's vectors: ``evaluate`` (after its promotion
+decision), ``genreflow index`` (by hand), and ``genreflow promote`` / ``rollback`` through
+:func:`refresh_after_champion_move`. Every vector comes from
+``ServedModel.analyse(path).embedding``, the same path a query takes, so an indexed song and a
+query of the same file get the same vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from genreflow.config import Params
+from genreflow.paths import Layout
+from genreflow.similarity.catalogue import (
+    QUERY_SPLIT,
+    absolute_paths,
+    manifest_digest,
+    read_corpus,
+)
+from genreflow.similarity.index import (
+    META_FILE,
+    IndexMeta,
+    MissingIndexError,
+    load_faiss,
+    read_meta,
+    write_index,
+)
+from genreflow.similarity.metrics import RetrievalScores, retrieval_scores
+from genreflow.similarity.tracked import record_rebuilt_index
+
+METRIC_PRECISION = "retrieval_precision_at_{k}"
+METRIC_MAP = "retrieval_map"
+
+
+def embed_files(served: Any, paths: Sequence[Path], progress: bool = True) -> np.ndarray:
+    """``(len(paths), dim)`` float32 song vectors from ``served.analyse`` (a progress bar)."""
+    vectors = [
+        np.asarray(served.analyse(path).embedding, dtype=np.float32)
+        for path in tqdm(
+            paths, desc="similarity index: embedding", unit="clip", disable=not progress
+        )
+    ]
+    return np.stack(vectors)
+
+
+def corpus_retrieval(
+    vectors: np.ndarray, catalogue: pd.DataFrame, k: int
+) -> RetrievalScores | None:
+    """Test clips as queries against the train+val catalogue; ``None`` without either side."""
+    is_query = (catalogue["split"] == QUERY_SPLIT).to_numpy()
+    if is_query.all() or not is_query.any():
+        return None
+    genres = catalogue["genre"].to_numpy()
+    return retrieval_scores(
+        vectors[is_query], list(genres[is_query]), vectors[~is_query], list(genres[~is_query]), k
+    )
+
+
+def retrieval_metrics(scores: RetrievalScores) -> dict[str, float]:
+    """The MLflow metric names and values of ``scores``."""
+    return {
+        METRIC_PRECISION.format(k=scores.k): scores.precision_at_k,
+        METRIC_MAP: scores.mean_average_precision,
+    }
+
+
+def _log_retrieval(run_id: str | None, scores: RetrievalScores | None) -> None:
+    from mlflow.tracking import MlflowClient
+
+    if run_id is None or scores is None:
+        return
+    client = MlflowClient()
+    for key, value in retrieval_metrics(scores).items():
+        client.log_metric(run_id, key, float(value))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _up_to_date(directory: Path, fresh: IndexMeta, k: int) -> IndexMeta | None:
+    """The existing meta if it was built from the same model, corpus and search params."""
+    try:
+        old = read_meta(directory)
+    except MissingIndexError:
+        return None
+    same = ("registered_model", "version", "model_id", "manifest_sha256", "index_type", "hnsw_m")
+    if not all(getattr(old, f) == getattr(fresh, f) for f in same) or old.count != fresh.count:
+        return None
+    return old if (old.retrieval or {}).get("k") == k else None
+
+
+def build_champion_index(
+    params: Params, layout: Layout, progress: bool = True, force: bool = True
+) -> IndexMeta:
+    """Index the validated corpus with the champion of ``evaluate.registered_model``.
+
+    Writes ``layout.similarity_index`` atomically and logs the retrieval scores on the
+    champion's MLflow run. With no champion it writes an empty index (meta only) that says
+    so. ``force=False`` keeps an index already built from the same model and corpus.
+    The tracking URI must already be set (the command or stage that calls this sets it).
+    """
+    from genreflow.inference import ServedModel
+    from genreflow.registry.aliases import CHAMPION_ALIAS, get_alias
+
+    faiss = load_faiss()
+    ev = params.evaluate
+    catalogue = read_corpus(layout)
+    digest = manifest_digest(layout.validated_manifest)
+    base = IndexMeta(
+        registered_model=ev.registered_model,
+        model_uri=None,
+        version=None,
+        model_id=None,
+        dim=0,
+        count=0,
+        index_type=ev.search.index,
+        hnsw_m=ev.search.hnsw_m if ev.search.index == "hnsw" else None,
+        created=_now(),
+        manifest_sha256=digest,
+        faiss_version=faiss.__version__,
+    )
+    champion = get_alias(ev.registered_model, CHAMPION_ALIAS)
+    if champion is None:
+        write_index(layout.similarity_index, base, None, None)
+        return base
+    uri = f"models:/{ev.registered_model}/{champion.version}"  # pinned: the alias may move
+    served = ServedModel.load(uri)
+    version = str(served.version) if served.version is not None else str(champion.version)
+    meta = replace(base, model_uri=uri, version=version, model_id=served.model_id)
+    if not force:
+        kept = _up_to_date(
+            layout.similarity_index, replace(meta, count=len(catalogue)), ev.search.k
+        )
+        if kept is not None:
+            return kept
+    vectors = embed_files(served, absolute_paths(catalogue, layout), progress)
+    scores = corpus_retrieval(vectors, catalogue, ev.search.k)
+    meta = replace(
+        meta,
+        dim=int(vectors.shape[1]),
+        count=len(vectors),
+        retrieval=scores.to_dict() if scores is not None else None,
+    )
+    write_index(layout.similarity_index, meta, vectors, catalogue)
+    _log_retrieval(champion.run_id, scores)
+    return meta
+
+
+def evaluate_retrieval(params: Params, layout: Layout, progress: bool = True) -> dict[str, Any]:
+    """evaluate's step: rebuild the index with the champion just decided; the metrics entry.
+
+    Returns what ``reports/metrics.json`` holds under ``retrieval``: the champion version the
+    scores belong to, precision@k, mAP and the counts behind them.
+    """
+    meta = build_champion_index(params, layout, progress=progress, force=True)
+    return {"model_version": meta.version, **(meta.retrieval or {})}
+
+
+def refresh_after_champion_move(
+    name: str, layout: Layout, progress: bool = True
+) -> dict[str, Any] | None:
+    """After ``promote`` / ``rollback``: rebuild the index if it is not the champion's.
+
+    ``None`` where the repository has no validated corpus (nothing to index). Never undoes or
+    fails the registry move: a user error while rebuilding (a model that does not load, bad
+    params) is reported in the result with the command that fixes it, and a query against the
+    old index refuses until then. An index of another registered model than params'
+    ``evaluate.registered_model`` is not touched.
+    """
+    from genreflow.config import load_params
+    from genreflow.runner import is_user_error
+
+    directory = layout.similarity_index
+    if not layout.validated_manifest.is_file():
+        return None  # no corpus here, so no index to keep on the champion
+    try:
+        params = load_params(layout.params)
+        if params.evaluate.registered_model != name:
+            return {
+                "rebuilt": False,
+                "reason": f"the index follows {params.evaluate.registered_model!r}, not {name!r}",
+            }
+        before = read_meta(directory).created if (directory / META_FILE).is_file() else None
+        meta = build_champion_index(params, layout, progress=progress, force=False)
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        return {"rebuilt": False, "reason": str(exc), "fix": "genreflow index"}
+    rebuilt = meta.created != before
+    result: dict[str, Any] = {
+        "rebuilt": rebuilt,
+        "version": meta.version,
+        "count": meta.count,
+        "directory": str(directory),
+    }
+    if rebuilt:
+        result["dvc"] = record_rebuilt_index(layout)
+    return result
+
+
+def describe_index(meta: IndexMeta, directory: Path) -> str:
+    """One line on what ``genreflow index`` built."""
+    text = (
+        f"{directory}: {meta.count} songs x {meta.dim} dims ({meta.index_type}), model "
+        f"{meta.registered_model} version {meta.version}"
+    )
+    r = meta.retrieval
+    if r:
+        precision = r[f"precision_at_{r['k']}"]
+        text += (
+            f"; retrieval of {r['queries']} test clips vs {r['catalogue']} train+val clips: "
+            f"precision@{r['k']} {precision:.3f}, mAP {r['map']:.3f}"
+        )
+    return text

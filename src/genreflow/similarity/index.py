@@ -1,0 +1,240 @@
+"""The on-disk similar-song index: faiss vectors, a catalogue and the model they came from.
+
+A directory (``Layout.similarity_index``) written in one atomic swap, holding:
+
+- ``index.faiss``: the song vectors in a faiss index. They are L2-normalised, so the inner
+  product is the cosine similarity, and ``IndexFlatIP`` is an exact cosine search. Exact
+  search is the default because this pipeline's corpora (hundreds to thousands of songs) are
+  searched in well under a millisecond; ``hnsw`` exists for a corpus that outgrows that
+  (``bench/bench_ann.py`` measures the trade-off).
+- ``catalogue.csv``: ``track_id, path, genre, split`` per vector, in index order.
+- ``meta.json``: the registered model and version, the model id, dim, count, index type,
+  the manifest digest, when it was built and its retrieval scores.
+
+A vector is only comparable with vectors from the same model, so every query checks the
+model it embedded with against ``meta.json`` (:func:`require_same_model`) and refuses a
+mismatch, naming the command that rebuilds the index.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from genreflow.atomic import atomic_dir
+from genreflow.errors import GenreflowError
+
+INDEX_FILE = "index.faiss"
+CATALOGUE_FILE = "catalogue.csv"
+META_FILE = "meta.json"
+REBUILD = "`genreflow index` (or `dvc repro evaluate`)"
+IndexType = Literal["flat", "hnsw"]
+
+
+class SearchIndexError(GenreflowError, RuntimeError):
+    """Base of the index's user errors."""
+
+
+class MissingIndexError(SearchIndexError):
+    """No index has been built in this repository (or it was built with no champion)."""
+
+
+class StaleIndexError(SearchIndexError):
+    """The index was built with another model (or corpus) than the one in use now."""
+
+
+class CorruptIndexError(SearchIndexError):
+    """The index directory's files disagree with each other."""
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """What ``meta.json`` records about an index."""
+
+    registered_model: str
+    model_uri: str | None  # pinned to a version: models:/<name>/<version>
+    version: str | None  # None: built when the registry had no champion (an empty index)
+    model_id: str | None
+    dim: int
+    count: int
+    index_type: str
+    created: str
+    manifest_sha256: str | None
+    faiss_version: str
+    hnsw_m: int | None = None  # the HNSW graph degree (index_type hnsw only)
+    retrieval: dict[str, Any] | None = field(default=None)
+
+    @classmethod
+    def read(cls, path: Path) -> IndexMeta:
+        try:
+            raw = json.loads(Path(path).read_text())
+            return cls(**raw)
+        except (OSError, ValueError, TypeError) as exc:
+            raise CorruptIndexError(
+                f"{path}: unreadable index meta ({exc}); rebuild with {REBUILD}"
+            ) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One search hit; ``distance`` is the cosine distance, 1 - cosine similarity."""
+
+    rank: int
+    distance: float
+    track_id: str
+    genre: str
+    split: str
+    path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_faiss() -> Any:
+    """Import faiss without its loader's INFO lines (which CPU build it tried and skipped):
+    the CLI logs at INFO, and those lines would bury a one-line answer or error."""
+    import logging
+
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    import faiss
+
+    return faiss
+
+
+def faiss_index(vectors: np.ndarray, index_type: IndexType = "flat", hnsw_m: int = 32) -> Any:
+    """A faiss inner-product index holding ``vectors`` (rows L2-normalised: cosine)."""
+    faiss = load_faiss()
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"expected a non-empty (count, dim) array, got shape {x.shape}")
+    dim = x.shape[1]
+    if index_type == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    else:
+        raise ValueError(f"unknown index type {index_type!r}; choose flat or hnsw")
+    index.add(x)
+    return index
+
+
+def write_index(
+    directory: Path, meta: IndexMeta, vectors: np.ndarray | None, catalogue: pd.DataFrame | None
+) -> None:
+    """Write meta, catalogue and index into ``directory`` in one atomic swap.
+
+    With ``vectors=None`` (no champion to embed with) only ``meta.json`` is written: the
+    directory exists (it is a DVC output) and a query says why it cannot search.
+    """
+    faiss = load_faiss()
+
+    with atomic_dir(Path(directory)) as tmp:
+        if vectors is not None and catalogue is not None:
+            if len(catalogue) != len(vectors):
+                raise ValueError(f"{len(vectors)} vectors but {len(catalogue)} catalogue rows")
+            index = faiss_index(vectors, meta.index_type, meta.hnsw_m or 32)  # type: ignore[arg-type]
+            faiss.write_index(index, str(tmp / INDEX_FILE))
+            catalogue.to_csv(tmp / CATALOGUE_FILE, index=False)
+        (tmp / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def read_meta(directory: Path) -> IndexMeta:
+    """The meta of the index in ``directory``; :class:`MissingIndexError` if there is none."""
+    path = Path(directory) / META_FILE
+    if not path.is_file():
+        raise MissingIndexError(
+            f"{directory}: no similar-song index has been built here; build it with {REBUILD}"
+        )
+    return IndexMeta.read(path)
+
+
+@dataclass(frozen=True)
+class SongIndex:
+    """A loaded index: search it with a vector from the model ``meta`` names."""
+
+    directory: Path
+    meta: IndexMeta
+    index: Any  # faiss.Index
+    catalogue: pd.DataFrame
+
+    @classmethod
+    def load(cls, directory: Path) -> SongIndex:
+        directory = Path(directory)
+        meta = read_meta(directory)
+        if meta.version is None:
+            raise MissingIndexError(
+                f"{directory}: the index is empty: it was built when model "
+                f"{meta.registered_model!r} had no champion; promote a version "
+                "(`genreflow promote VERSION`) or rebuild with " + REBUILD
+            )
+        faiss = load_faiss()
+        try:
+            index = faiss.read_index(str(directory / INDEX_FILE))
+            catalogue = pd.read_csv(directory / CATALOGUE_FILE, dtype=str, keep_default_na=False)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise CorruptIndexError(
+                f"{directory}: unreadable index ({exc}); rebuild with {REBUILD}"
+            ) from exc
+        if not index.ntotal == len(catalogue) == meta.count or index.d != meta.dim:
+            raise CorruptIndexError(
+                f"{directory}: index holds {index.ntotal} x {index.d}, catalogue "
+                f"{len(catalogue)} rows, meta says {meta.count} x {meta.dim}; rebuild with "
+                + REBUILD
+            )
+        return cls(directory, meta, index, catalogue)
+
+    def search(self, vector: np.ndarray, k: int) -> list[Neighbour]:
+        """The ``k`` nearest songs to ``vector`` (L2-normalised, from this index's model)."""
+        q = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, -1))
+        if q.shape[1] != self.meta.dim:
+            raise StaleIndexError(
+                f"{self.directory}: the query vector has {q.shape[1]} dimensions, the index "
+                f"{self.meta.dim}; rebuild with {REBUILD}"
+            )
+        k = min(int(k), self.meta.count)
+        if hasattr(self.index, "hnsw"):  # HNSW returns at most efSearch good candidates
+            self.index.hnsw.efSearch = max(self.index.hnsw.efSearch, 2 * k)
+        sims, ids = self.index.search(q, k)
+        out: list[Neighbour] = []
+        for sim, i in zip(sims[0], ids[0], strict=True):
+            if i < 0:  # fewer hits than asked (an approximate index may return -1)
+                continue
+            row = self.catalogue.iloc[int(i)]
+            out.append(
+                Neighbour(
+                    rank=len(out) + 1,
+                    distance=float(np.clip(1.0 - sim, 0.0, 2.0)),
+                    track_id=str(row["track_id"]),
+                    genre=str(row["genre"]),
+                    split=str(row["split"]),
+                    path=str(row["path"]),
+                )
+            )
+        return out
+
+
+def require_same_model(
+    meta: IndexMeta, directory: Path, version: str | None, model_id: str | None
+) -> None:
+    """Refuse to compare vectors from two models: raise :class:`StaleIndexError` on mismatch."""
+    if meta.version == version and meta.model_id == model_id:
+        return
+    raise StaleIndexError(
+        f"{directory}: built with {meta.registered_model} version {meta.version}, but the "
+        f"champion is version {version}"
+        + (
+            f" of another model ({model_id}, not {meta.model_id})"
+            if meta.version == version
+            else ""
+        )
+        + f"; vectors of two models are not comparable: rebuild with {REBUILD}"
+    )
