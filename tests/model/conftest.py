@@ -47,7 +47,7 @@ TINY_FEATURES = FeatureParams(
 )  # 19 frames per segment, 7 segments per 1.2-s clip
 
 
-NO_AUGMENT = AugmentParams(0, 0, 0, 0, 0.0, 0)
+NO_AUGMENT = AugmentParams(0, 0, 0, 0, 0.0, 0, eq_db=0.0, band_limit_prob=0.0, noise_prob=0.0)
 
 
 def tiny_train(arch: str, **overrides) -> TrainParams:

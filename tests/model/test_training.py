@@ -79,7 +79,8 @@ def device(request) -> torch.device:
 def aug(**on) -> AugmentParams:
     """Augmentation with everything off except ``on`` (the defaults follow params.yaml)."""
     off = {"freq_masks": 0, "freq_mask_width": 0, "time_masks": 0, "time_mask_width": 0,
-           "mixup_alpha": 0.0, "random_crop_frames": 0}  # fmt: skip
+           "mixup_alpha": 0.0, "random_crop_frames": 0, "eq_db": 0.0, "band_limit_prob": 0.0,
+           "noise_prob": 0.0}  # fmt: skip
     return AugmentParams(**{**off, **on})
 
 

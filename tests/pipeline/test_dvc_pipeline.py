@@ -239,7 +239,7 @@ def test_predict_command_uses_the_champion(repo, champion, pipeline_kit):
         timeout=300,
         env=pipeline_kit.clean_env(),
     )
-    assert missing.returncode == 1 and "no/such.wav: file not found" in missing.stderr
+    assert missing.returncode == 1 and "no/such.wav: no such file or folder" in missing.stderr
 
 
 def test_manual_promote_and_rollback_move_the_alias(built_copy, pipeline_kit):

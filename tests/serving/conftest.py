@@ -9,6 +9,7 @@ cannot be imported as ``conftest``: pytest registers every ``conftest.py`` under
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     clip = root / "clip.wav"
     sf.write(clip, helpers._tone("metal", rng), fp.sample_rate, subtype="FLOAT")
     example = np.stack([helpers._tone(g, rng) for g in genres[:2]])
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, _pointed_at(tracking):
         mp.setenv("MLFLOW_TRACKING_URI", tracking)
         mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
         quiet_mlflow()
@@ -99,9 +100,28 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     )
 
 
+@contextlib.contextmanager
+def _pointed_at(uri: str):
+    """MLflow's process-wide tracking and registry URIs set to ``uri``, then restored.
+
+    An earlier test in the same process may have called ``mlflow.set_tracking_uri``, which
+    wins over ``MLFLOW_TRACKING_URI``: the environment alone would register elsewhere."""
+    import mlflow
+
+    old_tracking, old_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(old_tracking)
+        mlflow.set_registry_uri(old_registry)
+
+
 @pytest.fixture()
-def tracking(champion: Champion, monkeypatch: pytest.MonkeyPatch) -> Champion:
-    """The champion, with ``MLFLOW_TRACKING_URI`` naming its store for this test."""
+def tracking(champion: Champion, monkeypatch: pytest.MonkeyPatch):
+    """The champion, with MLflow (environment and process-wide URIs) naming its store."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", champion.tracking_uri)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    return champion
+    with _pointed_at(champion.tracking_uri):
+        yield champion

@@ -106,11 +106,17 @@ def test_champion_alias_and_predict_through_the_server(kit, tiny_build, client, 
     clip_path = tiny_build.root / clip
     assert clip_path.is_file(), clip_path
     proc = genreflow(
-        kit, tiny_build, "predict", "--model-uri", f"models:/{MODEL}@champion", str(clip_path)
+        kit,
+        tiny_build,
+        "predict",
+        "--json",
+        "--model-uri",
+        f"models:/{MODEL}@champion",
+        str(clip_path),
     )
     assert proc.returncode == 0, proc.stderr
     genres = yaml.safe_load((tiny_build.root / "params.yaml").read_text())["data"]["genres"]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout
-    path, genre, _ = lines[0].split("\t")
-    assert path == str(clip_path) and genre in genres
+    answer = json.loads(lines[0])
+    assert answer["path"] == str(clip_path) and answer["genre"] in genres
