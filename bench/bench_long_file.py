@@ -65,8 +65,8 @@ def child(model_uri: str, path: str | None, threads: int) -> None:
     """Child process: load the model and analyse ``path`` (if any); print JSON."""
     import torch
 
-    from genreflow.predict_tool import load_served_model
-    from genreflow.tracking import resolve_tracking_uri
+    from genreflow.serving.predict import load_served_model
+    from genreflow.tracking.runs import resolve_tracking_uri
 
     torch.set_num_threads(threads)
     served = load_served_model(model_uri, resolve_tracking_uri(Path.cwd()))
@@ -112,7 +112,7 @@ def main() -> None:
         child(args.child, args.path, args.threads)
         return
 
-    from genreflow.config import load_params
+    from genreflow.core.config import load_params
 
     params = load_params(REPO / "params.yaml")
     with tempfile.TemporaryDirectory(prefix="bench-long-") as tmp:

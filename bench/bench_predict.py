@@ -59,15 +59,15 @@ def repo_champion(params) -> BenchModel | None:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from genreflow.paths import Layout
-    from genreflow.tracking import resolve_tracking_uri, set_tracking, sqlite_path
+    from genreflow.core.paths import Layout
+    from genreflow.tracking.runs import resolve_tracking_uri, set_tracking, sqlite_path
 
     layout = Layout.from_root(REPO)
     db = sqlite_path(resolve_tracking_uri(layout.root))
     if db is not None and not db.is_file():
         return None
     set_tracking(layout)
-    name = params.evaluate.registered_model
+    name = params.tracking.registered_model
     try:
         version = MlflowClient().get_model_version_by_alias(name, "champion")
     except MlflowException:
@@ -75,7 +75,7 @@ def repo_champion(params) -> BenchModel | None:
     arch = version.tags.get("arch", "?")
     classifier = None
     if layout.model_file(arch).is_file():  # the reference path needs the plain weights
-        from genreflow.models.serving import load_classifier
+        from genreflow.serving.core import load_classifier
 
         classifier = load_classifier(layout.model_file(arch))[0]
     return BenchModel(
@@ -104,10 +104,10 @@ def fresh_champion(workdir: Path, params, arch: str) -> BenchModel:
     import torch
     from mlflow.tracking import MlflowClient
 
+    from genreflow.core.paths import Layout
     from genreflow.models import build_classifier
-    from genreflow.paths import Layout
-    from genreflow.tracking import configure_mlflow
-    from genreflow.training.export import log_serving_model
+    from genreflow.serving.export import log_serving_model
+    from genreflow.tracking.runs import configure_mlflow
 
     root = workdir / "repo"
     root.mkdir(parents=True)
@@ -118,14 +118,14 @@ def fresh_champion(workdir: Path, params, arch: str) -> BenchModel:
     env.pop("MLFLOW_REGISTRY_URI", None)
     os.environ.update(env)
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
-    configure_mlflow(Layout.from_root(root), params.evaluate.experiment)
+    configure_mlflow(Layout.from_root(root), params.tracking.experiment)
     section = {"cnn": params.train_cnn, "crnn": params.train_lstm}[arch]
     f = params.features
     torch.manual_seed(0)
     classifier = build_classifier(section, f.n_mels, f.segment_frames, len(params.data.genres))
     n = f.segment_samples + 2 * f.segment_hop_samples
     example = 0.1 * np.random.default_rng(0).standard_normal((2, n)).astype(np.float32)
-    name = params.evaluate.registered_model
+    name = params.tracking.registered_model
     with mlflow.start_run(run_name=f"bench-{arch}"):
         info = log_serving_model(classifier, f, list(params.data.genres), example)
     version = mlflow.register_model(info.model_uri, name).version
@@ -185,8 +185,8 @@ def reference_path(classifier: Any, params) -> Any:
 
     from genreflow.audio import load_mono
     from genreflow.features.frontend import LogMelFrontend
-    from genreflow.models.serving import WaveformGenreModel
-    from genreflow.training.export import warnings_quiet
+    from genreflow.serving.core import WaveformGenreModel
+    from genreflow.serving.export import warnings_quiet
 
     f = params.features
     classifier = classifier.to(device="cpu", memory_format=torch.contiguous_format).eval()
@@ -209,7 +209,7 @@ def reference_path(classifier: Any, params) -> Any:
 def versus_reference(served, reference, clip: Path, runs: int) -> dict[str, float]:
     """Warm ``analyse`` against :func:`reference_path` on one clip, interleaved run by run so
     machine load hits both alike; the ratio is the result on a shared CPU."""
-    from genreflow.predict_tool import analyse
+    from genreflow.serving.predict import analyse
 
     for _ in range(3):
         analyse(served, clip)
@@ -236,7 +236,7 @@ def warm(served, clip: Path, runs: int) -> dict[str, dict[str, float]]:
     import torch
 
     from genreflow.audio import load_mono
-    from genreflow.predict_tool import analyse
+    from genreflow.serving.predict import analyse
 
     wave = load_mono(clip, served.sample_rate).numpy()
 
@@ -259,7 +259,7 @@ def warm(served, clip: Path, runs: int) -> dict[str, dict[str, float]]:
 def throughput(served, folder: Path, n: int, repeats: int) -> dict[str, float]:
     """Clips/s of run_predict over the folder and of decode-only, interleaved repeats."""
     from genreflow.audio import load_mono
-    from genreflow.predict_tool import run_predict
+    from genreflow.serving.predict import run_predict
 
     paths = sorted(folder.glob("*.wav"))
     predict_s, decode_s = [], []
@@ -327,9 +327,9 @@ def main() -> None:
 
     import torch
 
-    from genreflow.config import load_params
-    from genreflow.predict_tool import load_served_model
-    from genreflow.tracking import resolve_tracking_uri
+    from genreflow.core.config import load_params
+    from genreflow.serving.predict import load_served_model
+    from genreflow.tracking.runs import resolve_tracking_uri
 
     torch.set_num_threads(args.threads)
     params = load_params(REPO / "params.yaml")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from genreflow.config import FeatureParams, load_params
+from genreflow.core.config import FeatureParams, load_params
 from genreflow.features.stage import _iter_segments
 
 _ref_params: FeatureParams | None = None

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genreflow.config import AugmentParams, FeatureParams, TrainParams
+from genreflow.core.config import AugmentParams, FeatureParams, TrainParams
 from genreflow.features.store import FeatureStore
 from genreflow.models import build_classifier
 from genreflow.training.loop import select_device, train_classifier

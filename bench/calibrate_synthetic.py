@@ -35,7 +35,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from genreflow.config import FeatureParams, load_params
+from genreflow.core.config import FeatureParams, load_params
 from genreflow.features.frontend import LogMelFrontend
 from genreflow.sources.synthetic.corpus import generate_corpus
 

@@ -29,12 +29,12 @@ from scipy import stats
 from tqdm import tqdm
 
 from genreflow.audio import load_mono, read_audio
-from genreflow.config import FeatureParams, TrainParams, from_dict, load_params, to_dict
-from genreflow.evaluation.stage import load_test_clips
+from genreflow.core.config import FeatureParams, TrainParams, from_dict, load_params, to_dict
+from genreflow.core.paths import Layout
 from genreflow.features.frontend import LogMelFrontend
 from genreflow.features.store import FeatureStore
 from genreflow.models import build_classifier
-from genreflow.paths import Layout
+from genreflow.pipeline.evaluate import load_test_clips
 from genreflow.robustness.perturb import perturbations
 from genreflow.robustness.score import clip_seed
 

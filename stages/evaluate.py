@@ -1,10 +1,10 @@
 """DVC stage ``evaluate``: params ``evaluate`` -> ``reports/metrics.json``, confusion plots,
 registry versions of ``genre-classifier`` and the ``champion`` decision."""
 
-from genreflow.config import load_params
-from genreflow.evaluation.stage import evaluate_stage
-from genreflow.paths import Layout
-from genreflow.runner import run_stage
+from genreflow.core.config import load_params
+from genreflow.core.paths import Layout
+from genreflow.core.runner import run_stage
+from genreflow.pipeline.evaluate import evaluate_stage
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """DVC stage ``fetch``: params ``data`` -> ``data/raw/`` and ``data/raw/manifest.csv``."""
 
-from genreflow.config import load_params
-from genreflow.paths import Layout
-from genreflow.runner import run_stage
+from genreflow.core.config import load_params
+from genreflow.core.paths import Layout
+from genreflow.core.runner import run_stage
 from genreflow.sources.stage import fetch
 
 

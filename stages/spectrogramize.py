@@ -1,10 +1,10 @@
 """DVC stage ``spectrogramize``: params ``features`` (+ ``data.genres``) -> ``data/features/``
 and the paper-style figures in ``reports/figures/``."""
 
-from genreflow.config import load_params
+from genreflow.core.config import load_params
+from genreflow.core.paths import Layout
+from genreflow.core.runner import run_stage
 from genreflow.features.stage import spectrogramize
-from genreflow.paths import Layout
-from genreflow.runner import run_stage
 
 
 def main() -> None:

@@ -2,10 +2,10 @@
 
 Also one MLflow run with the CNN-LSTM's params, per-epoch metrics and the logged model."""
 
-from genreflow.config import load_params
-from genreflow.paths import Layout
-from genreflow.runner import run_stage
-from genreflow.training.stage import train_stage
+from genreflow.core.config import load_params
+from genreflow.core.paths import Layout
+from genreflow.core.runner import run_stage
+from genreflow.pipeline.train import train_stage
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """DVC stage ``validate``: params ``validate`` (+ ``data.genres``, ``data.source``) ->
 ``data/validated/manifest.csv`` with a per-track split, and ``reports/validation/``."""
 
-from genreflow.config import load_params
-from genreflow.paths import Layout
-from genreflow.runner import run_stage
+from genreflow.core.config import load_params
+from genreflow.core.paths import Layout
+from genreflow.core.runner import run_stage
 from genreflow.validation import validate
 
 

@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 
 
 class AudioDecodeError(GenreflowError, RuntimeError):

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from genreflow.runner import fail, setup_logging
+from genreflow.core.runner import fail, setup_logging
 
 app = typer.Typer(
     help=(
@@ -34,13 +34,13 @@ RootOption = Annotated[
         "--root", help="Repository root (default: the nearest directory holding dvc.yaml)."
     ),
 ]
-NAME_HELP = "Registered model (default: params evaluate.registered_model)."
+NAME_HELP = "Registered model (default: params tracking.registered_model)."
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Hide progress bars.")]
 
 
 def _context(root: Path | None):
-    from genreflow.config import load_params
-    from genreflow.paths import Layout
+    from genreflow.core.config import load_params
+    from genreflow.core.paths import Layout
 
     layout = Layout.from_root(root)
     return layout, load_params(layout.params)
@@ -108,7 +108,7 @@ def train(
     quiet: QuietOption = False,
 ) -> None:
     """Train one model on the feature store, tracked in MLflow; resumes from its checkpoint."""
-    from genreflow.training.stage import train_stage
+    from genreflow.pipeline.train import train_stage
 
     sections = {"cnn": "train_cnn", "crnn": "train_lstm", "lstm": "train_lstm"}
     if model not in sections:
@@ -124,7 +124,7 @@ def train(
 @app.command()
 def evaluate(root: RootOption = None, quiet: QuietOption = False) -> None:
     """Score both models on the test split, register them and decide the champion."""
-    from genreflow.evaluation.stage import evaluate_stage
+    from genreflow.pipeline.evaluate import evaluate_stage
 
     def go() -> None:
         layout, params = _context(root)
@@ -180,12 +180,12 @@ def retrain(
 
 def _registry_action(command: str, name: str | None, root: Path | None, action) -> None:
     """Run ``action(registered_model_name, layout)`` against this repo's registry; print JSON."""
-    from genreflow.tracking import configure_mlflow
+    from genreflow.tracking.runs import configure_mlflow
 
     def go() -> None:
         layout, params = _context(root)
-        configure_mlflow(layout, params.evaluate.experiment)
-        result = action(name or params.evaluate.registered_model, layout)
+        configure_mlflow(layout, params.tracking.experiment)
+        result = action(name or params.tracking.registered_model, layout)
         typer.echo(json.dumps(result, indent=2, default=str))
 
     _run(command, go)
@@ -247,7 +247,7 @@ def predict(
         str | None,
         typer.Option(
             help="MLflow model URI (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/...); "
-            "default models:/<params evaluate.registered_model>@champion."
+            "default models:/<params tracking.registered_model>@champion."
         ),
     ] = None,
     name: Annotated[
@@ -273,10 +273,10 @@ def predict(
     summary = []
 
     def go() -> None:
-        from genreflow.inference import champion_uri
-        from genreflow.paths import Layout
-        from genreflow.predict_tool import load_served_model, run_predict
-        from genreflow.tracking import set_tracking
+        from genreflow.core.paths import Layout
+        from genreflow.serving.predict import load_served_model, run_predict
+        from genreflow.serving.served import champion_uri
+        from genreflow.tracking.runs import set_tracking
 
         layout = Layout.from_root(root)
         uri = model_uri
@@ -319,7 +319,7 @@ def similar(
 
     def go() -> None:
         from genreflow.similarity.query import find_similar, format_table
-        from genreflow.tracking import set_tracking
+        from genreflow.tracking.runs import set_tracking
 
         layout, params = _context(root)
         set_tracking(layout)
@@ -344,14 +344,14 @@ def index_command(root: RootOption = None, quiet: QuietOption = False) -> None:
         from genreflow.registry.aliases import RegistryError
         from genreflow.similarity.build import build_champion_index, describe_index
         from genreflow.similarity.tracked import record_rebuilt_index
-        from genreflow.tracking import configure_mlflow
+        from genreflow.tracking.runs import configure_mlflow
 
         layout, params = _context(root)
-        configure_mlflow(layout, params.evaluate.experiment)
+        configure_mlflow(layout, params.tracking.experiment)
         meta = build_champion_index(params, layout, progress=not quiet)
         if meta.version is None:
             raise RegistryError(
-                f"model {params.evaluate.registered_model!r} has no @champion, so the index "
+                f"model {params.tracking.registered_model!r} has no @champion, so the index "
                 "is empty; promote a version first (`genreflow promote VERSION`)"
             )
         typer.echo(describe_index(meta, layout.similarity_index))
@@ -371,16 +371,16 @@ def ui(
     Prints the direct link to the project experiment's runs table, because the UI opens in
     its GenAI view, where training runs are easy to miss.
     """
-    from genreflow.config import load_params
-    from genreflow.errors import GenreflowError
-    from genreflow.paths import Layout
-    from genreflow.tracking import resolve_tracking_uri
-    from genreflow.ui_links import ui_banner
+    from genreflow.core.config import load_params
+    from genreflow.core.errors import GenreflowError
+    from genreflow.core.paths import Layout
+    from genreflow.tracking.runs import resolve_tracking_uri
+    from genreflow.tracking.ui_links import ui_banner
 
     layout = Layout.from_root(root)
     uri = resolve_tracking_uri(layout.root)
     try:
-        experiment: str | None = load_params(layout.params).evaluate.experiment
+        experiment: str | None = load_params(layout.params).tracking.experiment
     except GenreflowError:  # the UI still opens; the banner says why there is no link
         experiment = None
     mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from genreflow.atomic import atomic_dir, atomic_path, write_json
+from genreflow.core.atomic import atomic_dir, atomic_path, write_json
 
 
 def test_atomic_outputs_get_normal_permissions(tmp_path):

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import torch
 
-from genreflow.config import AugmentParams
+from genreflow.core.config import AugmentParams
 from genreflow.training.augment import add_noise_floor, augment_batch, band_limit, random_eq
 
 TOP_DB = 80.0

@@ -10,8 +10,18 @@ from genreflow.cli import app
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ["fetch", "validate", "spectrogramize", "train", "evaluate", "promote", "rollback",
-            "registry", "predict", "ui"]
+COMMANDS = [
+    "fetch",
+    "validate",
+    "spectrogramize",
+    "train",
+    "evaluate",
+    "promote",
+    "rollback",
+    "registry",
+    "predict",
+    "ui",
+]
 
 
 def test_help_lists_every_command():

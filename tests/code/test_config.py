@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from genreflow.config import (
+from genreflow.core.checks import Range, range_of
+from genreflow.core.config import (
     ConfigError,
     FeatureParams,
     Params,
@@ -22,7 +23,6 @@ from genreflow.config import (
     to_dict,
     validate_params,
 )
-from genreflow.config_checks import Range, range_of
 
 REPO = Path(__file__).resolve().parents[2]
 

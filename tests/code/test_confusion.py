@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genreflow.config import GTZAN_GENRES
+from genreflow.core.config import GTZAN_GENRES
 from genreflow.evaluation.confusion import (
     confusion_matrix_frame,
     confusion_rows,

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genreflow.config import DataParams, UrlParams
-from genreflow.paths import Layout
+from genreflow.core.config import DataParams, UrlParams
+from genreflow.core.paths import Layout
 from genreflow.sources.download import ChecksumMismatchError, DownloadError, download
 from genreflow.sources.manifest import read_manifest, sha256_file
 from genreflow.sources.stage import fetch

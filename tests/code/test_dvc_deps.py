@@ -99,7 +99,7 @@ def test_the_walk_follows_imports_inside_functions(tmp_path):
     files = {p.relative_to(SRC).as_posix() for p in code_files(script)}
     assert "genreflow/registry/promotion.py" in files
     assert "genreflow/registry/decision.py" in files  # imported by promotion.py
-    assert "genreflow/bootstrap.py" in files  # imported by decision.py
+    assert "genreflow/evaluation/bootstrap.py" in files  # imported by decision.py
 
 
 def test_fetch_depends_on_the_local_source_content():

@@ -7,11 +7,18 @@ import pytest
 import torch
 import torchaudio.transforms as T
 
-from genreflow.config import FeatureParams
+from genreflow.core.config import FeatureParams
 from genreflow.features.frontend import AMIN_DB, LogMelFrontend, n_segments
 
-FP = FeatureParams(n_mels=32, n_fft=512, hop_length=128, f_max=8000.0, segment_s=0.5,
-                   segment_hop_s=0.25, sample_rate=16000)
+FP = FeatureParams(
+    n_mels=32,
+    n_fft=512,
+    hop_length=128,
+    f_max=8000.0,
+    segment_s=0.5,
+    segment_hop_s=0.25,
+    sample_rate=16000,
+)
 ABSOLUTE = replace(FP, loudness="none")
 
 
@@ -23,8 +30,16 @@ def _tone(seconds: float, freq: float = 440.0, sr: int = 16000) -> torch.Tensor:
 def test_matches_torchaudio_melspectrogram_in_db():
     wave = torch.randn(2, 16000) * 0.1
     ref = T.AmplitudeToDB(stype="power", top_db=None)(
-        T.MelSpectrogram(16000, n_fft=512, hop_length=128, n_mels=32, f_min=0.0, f_max=8000.0,
-                         norm="slaney", mel_scale="slaney")(wave)
+        T.MelSpectrogram(
+            16000,
+            n_fft=512,
+            hop_length=128,
+            n_mels=32,
+            f_min=0.0,
+            f_max=8000.0,
+            norm="slaney",
+            mel_scale="slaney",
+        )(wave)
     ).clamp_min(AMIN_DB)
     out = LogMelFrontend(ABSOLUTE)(wave)
     assert out.shape == ref.shape

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from genreflow.config import FeatureParams, SyntheticParams
+from genreflow.core.config import FeatureParams, SyntheticParams
 from genreflow.features.frontend import LogMelFrontend
 from genreflow.sources.synthetic.corpus import render_clip
 

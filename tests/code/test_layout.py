@@ -1,6 +1,6 @@
 """``Layout`` and ``dvc.yaml`` name the same artifact paths.
 
-The stages write every artifact where :class:`genreflow.paths.Layout` says; DVC caches,
+The stages write every artifact where :class:`genreflow.core.paths.Layout` says; DVC caches,
 plots and compares what ``dvc.yaml`` declares. If the two drift, DVC tracks a file nobody
 writes and misses the one that is written. So each stage's declared outs, metrics and plots
 must be exactly the paths Layout gives that stage (for the architecture ``params.yaml``
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from genreflow.paths import Layout
+from genreflow.core.paths import Layout
 
 REPO = Path(__file__).resolve().parents[2]
 LAYOUT = Layout(Path("/repo"))  # any root will do: paths are compared relative to it

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from genreflow.config import DataParams, SyntheticParams
-from genreflow.paths import Layout
+from genreflow.core.config import DataParams, SyntheticParams
+from genreflow.core.paths import Layout
 from genreflow.sources.manifest import (
     MANIFEST_COLUMNS,
     read_manifest,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from genreflow.config import ConfigError, Params, flatten, load_params, to_dict
+from genreflow.core.config import ConfigError, Params, flatten, load_params, to_dict
 
 REPO = Path(__file__).resolve().parents[2]
 RAW: dict[str, Any] = yaml.safe_load((REPO / "params.yaml").read_text())

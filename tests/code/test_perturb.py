@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from genreflow.audio import read_audio
-from genreflow.config import ConfigError, RobustnessParams
+from genreflow.core.config import ConfigError, RobustnessParams
 from genreflow.robustness.perturb import (
     FORMATS,
     STEREO_DELAY_S,

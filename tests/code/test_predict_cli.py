@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from genreflow.cli import app
-from genreflow.predict_tool import InputFailure, discover, format_duration
+from genreflow.serving.predict import InputFailure, discover, format_duration
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -75,7 +75,7 @@ def test_durations_read_naturally(seconds, text):
 
 def _repo(tmp_path: Path, registered_model: str) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["evaluate"]["registered_model"] = registered_model
+    params["tracking"]["registered_model"] = registered_model
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     return tmp_path

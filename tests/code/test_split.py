@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid
 
-from genreflow.config import ConfigError, DataParams, Params, SplitParams, ValidateParams
-from genreflow.paths import Layout
+from genreflow.core.config import ConfigError, DataParams, Params, SplitParams, ValidateParams
+from genreflow.core.paths import Layout
 from genreflow.validation import ValidationFailed, validate
 from genreflow.validation.split import (
     GTZAN_EXCLUDED_REASON,

@@ -8,8 +8,8 @@ import pkgutil
 import pytest
 
 import genreflow
-from genreflow.errors import GenreflowError
-from genreflow.runner import run_stage
+from genreflow.core.errors import GenreflowError
+from genreflow.core.runner import run_stage
 
 
 def _all_error_types() -> list[type[GenreflowError]]:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genreflow.config import DataParams, LocalParams
-from genreflow.paths import Layout
+from genreflow.core.config import DataParams, LocalParams
+from genreflow.core.paths import Layout
 from genreflow.sources.archive import UnsupportedArchiveError
 from genreflow.sources.local import SourceError, find_gtzan_tree
 from genreflow.sources.manifest import MANIFEST_COLUMNS, read_manifest

@@ -22,7 +22,7 @@ import torch
 import torchaudio.functional as AF
 
 from genreflow.audio import load_mono
-from genreflow.config import (
+from genreflow.core.config import (
     ConfigError,
     DataParams,
     ExcerptParams,
@@ -33,6 +33,7 @@ from genreflow.config import (
     ValidateParams,
     validate_params,
 )
+from genreflow.core.paths import Layout
 from genreflow.features.excerpts import (
     EXCERPTS_FILE,
     Excerpt,
@@ -43,7 +44,6 @@ from genreflow.features.excerpts import (
 from genreflow.features.frontend import LogMelFrontend
 from genreflow.features.stage import spectrogramize
 from genreflow.features.store import FeatureStore
-from genreflow.paths import Layout
 from genreflow.sources.manifest import read_manifest
 from genreflow.sources.stage import fetch
 from genreflow.validation import ValidationFailed, validate

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from genreflow.config import DataParams, Params, SplitParams, ValidateParams
-from genreflow.paths import Layout
+from genreflow.core.config import DataParams, Params, SplitParams, ValidateParams
+from genreflow.core.paths import Layout
 from genreflow.validation import ValidationFailed, validate
 
 SR = 8000

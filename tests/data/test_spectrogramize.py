@@ -7,11 +7,11 @@ import soundfile as sf
 import torch
 
 from genreflow.audio import AudioDecodeError, load_mono
-from genreflow.config import FeatureParams
+from genreflow.core.config import FeatureParams
+from genreflow.core.paths import Layout
 from genreflow.features.frontend import LogMelFrontend
 from genreflow.features.stage import spectrogramize
 from genreflow.features.store import FeatureStore
-from genreflow.paths import Layout
 
 FP = FeatureParams(
     sample_rate=8000,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genreflow.config import GTZAN_GENRES, SyntheticParams
+from genreflow.core.config import GTZAN_GENRES, SyntheticParams
 from genreflow.sources.synthetic import styles
 from genreflow.sources.synthetic.arrange import GROOVES, Arranger, draw_plan
 from genreflow.sources.synthetic.corpus import clip_rng, generate_corpus, render_clip

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from genreflow.config import (
+from genreflow.core.config import (
     AugmentParams,
     DataParams,
     EvaluateParams,
@@ -30,7 +30,7 @@ from genreflow.config import (
     Params,
     TrainParams,
 )
-from genreflow.paths import Layout
+from genreflow.core.paths import Layout
 
 GENRES = ("blues", "classical", "metal")
 SPLITS = {"train": 8, "val": 5, "test": 5}
@@ -158,7 +158,7 @@ def empty_tracking_db(factory: pytest.TempPathFactory, target: Path) -> str:
     if not _TEMPLATE_DB:
         from mlflow.tracking import MlflowClient
 
-        from genreflow.tracking import quiet_mlflow
+        from genreflow.tracking.runs import quiet_mlflow
 
         quiet_mlflow()
         db = factory.mktemp("mlflow-template") / "mlflow.db"

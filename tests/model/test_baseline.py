@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import genreflow.evaluation.baseline as baseline
-from genreflow.config import FeatureParams, to_dict
+from genreflow.core.config import FeatureParams, to_dict
 from genreflow.evaluation.baseline import (
     clip_dataset,
     clip_mean_std_features,

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from genreflow.config import FeatureParams, TrainParams
+from genreflow.core.config import FeatureParams, TrainParams
 from genreflow.features.store import FeatureStore
 from genreflow.models import build_classifier
 from genreflow.training.checkpoint import (

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from genreflow.paths import Layout
+from genreflow.core.paths import Layout
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +31,9 @@ def test_training_run_logs_the_validated_manifest(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from genreflow.tracking import TAG_MANIFEST_SHA, file_sha256
-    from genreflow.training.dataset_input import CONTEXT, DATASET_NAME, manifest_digest
-    from genreflow.training.stage import train_stage
+    from genreflow.pipeline.train import train_stage
+    from genreflow.tracking.dataset_input import CONTEXT, DATASET_NAME, manifest_digest
+    from genreflow.tracking.runs import TAG_MANIFEST_SHA, file_sha256
 
     tiny.use_tracking_db(monkeypatch, tmp_path, tmp_path_factory)
     summary = train_stage(tiny.params(epochs=1), "train_lstm", tiny_repo, progress=False)
@@ -62,7 +62,7 @@ def test_relogging_is_idempotent_and_other_data_gets_another_digest(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from genreflow.training.dataset_input import log_manifest_input
+    from genreflow.tracking.dataset_input import log_manifest_input
 
     tiny.use_tracking_db(monkeypatch, tmp_path, tmp_path_factory)
     manifest = tmp_path / "manifest.csv"

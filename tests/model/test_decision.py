@@ -87,15 +87,27 @@ def test_bootstrap_rejects_bad_input(cand, ref, samples, alpha, message):
 
 def _evidence(lower: float) -> PairedEvidence:
     return PairedEvidence(
-        n_clips=120, candidate_accuracy=0.8, reference_accuracy=0.7, difference=0.1,
-        lower_bound=lower, interval=(lower, 0.2), p_better=0.97, alpha=0.05, samples=1000,
+        n_clips=120,
+        candidate_accuracy=0.8,
+        reference_accuracy=0.7,
+        difference=0.1,
+        lower_bound=lower,
+        interval=(lower, 0.2),
+        p_better=0.97,
+        alpha=0.05,
+        samples=1000,
     )
 
 
 @pytest.mark.parametrize(
     ("lower", "margin", "promote"),
-    [(0.01, 0.0, True), (0.0, 0.0, False), (-0.02, 0.0, False), (0.03, 0.02, True),
-     (0.02, 0.02, False)],
+    [
+        (0.01, 0.0, True),
+        (0.0, 0.0, False),
+        (-0.02, 0.0, False),
+        (0.03, 0.02, True),
+        (0.02, 0.02, False),
+    ],
 )
 def test_gate_needs_the_lower_bound_strictly_above_the_margin(lower, margin, promote):
     verdict = gate(_evidence(lower), margin, "champion v3")

@@ -87,7 +87,7 @@ def test_bootstrap_narrows_with_more_clips_and_matches_normal_approximation() ->
 
 
 def test_bootstrap_blocks_do_not_change_the_draws(monkeypatch: pytest.MonkeyPatch) -> None:
-    import genreflow.bootstrap as bootstrap
+    import genreflow.evaluation.bootstrap as bootstrap
 
     c = _correct(80, 0.55)
     whole = bootstrap_accuracy_ci(c, 300, seed=7)

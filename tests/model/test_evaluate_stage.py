@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
-from genreflow.paths import Layout
+from genreflow.core.paths import Layout
 
 NAME = "genre-classifier"
 
@@ -36,8 +36,8 @@ def _point_mlflow(uri: str):
 
 @pytest.fixture(scope="module")
 def evaluated(tiny, tmp_path_factory: pytest.TempPathFactory):
-    from genreflow.evaluation.stage import evaluate_stage
-    from genreflow.training.stage import train_stage
+    from genreflow.pipeline.evaluate import evaluate_stage
+    from genreflow.pipeline.train import train_stage
 
     root = tmp_path_factory.mktemp("evalrepo")
     uri = tiny.tracking_db(tmp_path_factory, root / "mlflow.db")
@@ -135,7 +135,7 @@ def test_reports_metrics_registration_and_champion(env, tiny):
         assert mv.tags["promotion_reason"] == d["reason"]
         assert mv.tags["git_commit"]
     # every training run logged the tracks it trained and was selected on
-    from genreflow.split_lists import load_training_tracks
+    from genreflow.tracking.training_tracks import load_training_tracks
 
     manifest = pd.read_csv(layout.validated_manifest)
     expected = set(
@@ -153,14 +153,14 @@ def test_champion_from_registry_matches_feature_path(env):
 
     from genreflow.audio import load_mono
     from genreflow.features.store import FeatureStore
-    from genreflow.models.serving import load_classifier
+    from genreflow.serving.core import load_classifier
     from genreflow.training.clip_metrics import clip_logits
     from genreflow.training.loop import predict_segments
 
     layout, uri, params, _ = env
     client = _point_mlflow(uri)
     arch = client.get_model_version_by_alias(NAME, "champion").tags["arch"]
-    from genreflow.inference import ServedModel
+    from genreflow.serving.served import ServedModel
 
     core = ServedModel.load(f"models:/{NAME}@champion").core  # the exported torch core
 
@@ -192,8 +192,8 @@ def test_champion_from_registry_matches_feature_path(env):
 
 def test_rescoring_uses_the_served_path_and_matches_the_feature_path(env):
     """Re-scoring a champion goes through the served model on raw audio, clip by clip."""
-    from genreflow.evaluation.stage import load_test_clips
     from genreflow.features.store import FeatureStore
+    from genreflow.pipeline.evaluate import load_test_clips
     from genreflow.registry.rescore import served_correctness
 
     layout, uri, params, _ = env
@@ -211,7 +211,7 @@ def test_rescoring_uses_the_served_path_and_matches_the_feature_path(env):
 
 
 def test_missing_run_names_the_fix(env, tiny, tmp_path, tmp_path_factory, monkeypatch):
-    from genreflow.evaluation.stage import MissingRunError, evaluate_stage
+    from genreflow.pipeline.evaluate import MissingRunError, evaluate_stage
 
     layout, _, params, _ = env
     before = (layout.reports_dir / "metrics.json").read_bytes()
@@ -226,7 +226,7 @@ def test_missing_run_names_the_fix(env, tiny, tmp_path, tmp_path_factory, monkey
 
 
 def test_missing_run_json_names_the_stage(env, tmp_path):
-    from genreflow.evaluation.stage import evaluate_stage
+    from genreflow.pipeline.evaluate import evaluate_stage
 
     layout, _, params, _ = env
     other = _sibling_repo(layout, tmp_path)
@@ -236,8 +236,8 @@ def test_missing_run_json_names_the_stage(env, tmp_path):
 
 def test_worse_candidates_are_not_promoted(env, tiny, tmp_path):
     """Untrained candidates (lr 0) lose to the champion, re-scored on the same raw clips."""
-    from genreflow.evaluation.stage import evaluate_stage
-    from genreflow.training.stage import train_stage
+    from genreflow.pipeline.evaluate import evaluate_stage
+    from genreflow.pipeline.train import train_stage
 
     layout, uri, _, _ = env
     client = _point_mlflow(uri)
@@ -268,7 +268,7 @@ def test_worse_candidates_are_not_promoted(env, tiny, tmp_path):
 
 def test_reevaluating_same_candidates_is_idempotent(env, tmp_path):
     """Evaluating the same models again adds no versions and leaves the champion alone."""
-    from genreflow.evaluation.stage import evaluate_stage
+    from genreflow.pipeline.evaluate import evaluate_stage
 
     layout, uri, params, first = env
     client = _point_mlflow(uri)
@@ -297,7 +297,7 @@ def _store_copy(uri: str, tmp_path: Path, monkeypatch) -> str:
     """A copy of the module's store (artifacts stay shared), so a test may move aliases."""
     import shutil
 
-    from genreflow.tracking import sqlite_path
+    from genreflow.tracking.runs import sqlite_path
 
     db = tmp_path / "copy" / "mlflow.db"
     db.parent.mkdir()
@@ -309,7 +309,7 @@ def _store_copy(uri: str, tmp_path: Path, monkeypatch) -> str:
 
 def test_rollback_sticks_through_evaluate(env, tmp_path, monkeypatch):
     """After `rollback`, evaluating the same models again does not promote them back."""
-    from genreflow.evaluation.stage import evaluate_stage
+    from genreflow.pipeline.evaluate import evaluate_stage
     from genreflow.registry.manual import promote, rollback
 
     layout, uri, params, first = env
@@ -335,8 +335,8 @@ def _evaluate_in_subprocess(root: Path, uri: str, params) -> subprocess.Popen:
     code = (
         "import pickle, sys;"
         "from pathlib import Path;"
-        "from genreflow.evaluation.stage import evaluate_stage;"
-        "from genreflow.paths import Layout;"
+        "from genreflow.pipeline.evaluate import evaluate_stage;"
+        "from genreflow.core.paths import Layout;"
         "params = pickle.loads(Path(sys.argv[1]).read_bytes());"
         "evaluate_stage(params, Layout.from_root(sys.argv[2]), progress=False)"
     )
@@ -356,8 +356,8 @@ def test_two_evaluates_at_once_keep_every_decision(
 ):
     """A weak and a strong pair of models evaluated concurrently into one fresh store: the
     strong one ends up champion, and the registry's histories lose no entry."""
+    from genreflow.pipeline.train import train_stage
     from genreflow.registry.aliases import decisions, history, promotion_lock
-    from genreflow.training.stage import train_stage
 
     layout, _, params, _ = env
     uri = tiny.tracking_db(tmp_path_factory, tmp_path / "shared" / "mlflow.db")

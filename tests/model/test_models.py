@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from genreflow.config import ConfigError, FeatureParams, TrainParams
+from genreflow.core.config import ConfigError, FeatureParams, TrainParams
 from genreflow.features.frontend import LogMelFrontend
 from genreflow.models import CRNN, PaperCNN, build_classifier
-from genreflow.models.serving import (
+from genreflow.serving.core import (
     WaveformGenreModel,
     load_classifier,
     load_serving_model,

@@ -40,7 +40,7 @@ def _log_champion(params) -> None:
     from mlflow.tracking import MlflowClient
 
     from genreflow.models import build_classifier
-    from genreflow.training.export import log_serving_model
+    from genreflow.serving.export import log_serving_model
 
     f = params.features
     torch.manual_seed(0)
@@ -67,20 +67,20 @@ def _write_audio(audio: Path, sample_rate: int) -> None:
 
 @pytest.fixture(scope="module")
 def repo(tiny, tmp_path_factory: pytest.TempPathFactory) -> PredictRepo:
-    from genreflow.config import to_dict
-    from genreflow.paths import Layout
-    from genreflow.tracking import configure_mlflow
+    from genreflow.core.config import to_dict
+    from genreflow.core.paths import Layout
+    from genreflow.tracking.runs import configure_mlflow
 
     root = tmp_path_factory.mktemp("predictrepo")
     base = tiny.params()
-    params = replace(base, evaluate=replace(base.evaluate, registered_model=NAME))
+    params = replace(base, tracking=replace(base.tracking, registered_model=NAME))
     (root / "params.yaml").write_text(yaml.safe_dump(to_dict(params)))
     (root / "dvc.yaml").write_text("stages: {}\n")
     uri = tiny.tracking_db(tmp_path_factory, root / "mlflow.db")
     with pytest.MonkeyPatch.context() as mp:
         for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "DVC_STAGE", "DVC_EXP_NAME"):
             mp.delenv(var, raising=False)
-        configure_mlflow(Layout.from_root(root), params.evaluate.experiment)
+        configure_mlflow(Layout.from_root(root), params.tracking.experiment)
         _log_champion(params)
     _write_audio(root / "audio", params.features.sample_rate)
     return PredictRepo(root, root / "audio", uri, tuple(params.data.genres))
@@ -151,11 +151,11 @@ def test_all_good_files_exit_zero(env):
 
 def test_predictions_are_the_served_models(env):
     """The tool adds no decision of its own: its genre and probabilities are ServedModel's."""
-    from genreflow.config import load_params
-    from genreflow.inference import ServedModel, champion_uri
-    from genreflow.paths import Layout
-    from genreflow.predict_tool import analyse
-    from genreflow.tracking import set_tracking
+    from genreflow.core.config import load_params
+    from genreflow.core.paths import Layout
+    from genreflow.serving.predict import analyse
+    from genreflow.serving.served import ServedModel, champion_uri
+    from genreflow.tracking.runs import set_tracking
 
     layout = Layout.from_root(env.root)
     set_tracking(layout)
@@ -170,7 +170,7 @@ def test_predictions_are_the_served_models(env):
 def test_unknown_registered_name_is_named_with_what_to_run(env, tmp_path):
     """Another repo naming a model the store does not hold: one line names its URI."""
     params = yaml.safe_load((env.root / "params.yaml").read_text())
-    params["evaluate"]["registered_model"] = "nobody-registered-this"
+    params["tracking"]["registered_model"] = "nobody-registered-this"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     (tmp_path / "mlflow.db").write_bytes((env.root / "mlflow.db").read_bytes())
@@ -194,10 +194,10 @@ class _Terminal(io.StringIO):
 
 @pytest.mark.parametrize("quiet", [False, True])
 def test_progress_bar_on_a_terminal_unless_quiet(env, quiet):
-    from genreflow.inference import ServedModel
-    from genreflow.paths import Layout
-    from genreflow.predict_tool import run_predict
-    from genreflow.tracking import set_tracking
+    from genreflow.core.paths import Layout
+    from genreflow.serving.predict import run_predict
+    from genreflow.serving.served import ServedModel
+    from genreflow.tracking.runs import set_tracking
 
     set_tracking(Layout.from_root(env.root))
     served = ServedModel.load(f"models:/{NAME}@champion")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from genreflow.paths import Layout
+from genreflow.core.paths import Layout
 from genreflow.registry.aliases import (
     CHAMPION_ALIAS,
     PREVIOUS_ALIAS,
@@ -40,7 +40,7 @@ def registry(tiny, tmp_path, tmp_path_factory, monkeypatch):
     """Three versions of the model in a fresh store (model files are not needed for aliases)."""
     from mlflow.tracking import MlflowClient
 
-    from genreflow.tracking import set_tracking
+    from genreflow.tracking.runs import set_tracking
 
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     uri = tiny.tracking_db(tmp_path_factory, tmp_path / "mlflow.db")
@@ -229,7 +229,7 @@ def test_champion_that_trained_on_test_tracks_is_not_rescored(registry, clips, t
     import mlflow
     import pandas as pd
 
-    from genreflow.split_lists import log_training_tracks
+    from genreflow.tracking.training_tracks import log_training_tracks
 
     layout, client = registry
     manifest = tmp_path / "manifest.csv"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genreflow.config import RobustnessParams
+from genreflow.core.config import RobustnessParams
 from genreflow.robustness.perturb import perturbations
 
 ARCHS = ("cnn", "crnn")
@@ -27,8 +27,8 @@ UNCLIPPED_GAINS = ["gain_-30db", "gain_-20db", "gain_-10db"]
 
 @pytest.fixture(scope="module")
 def evaluated(tiny, tmp_path_factory: pytest.TempPathFactory):
-    from genreflow.evaluation.stage import evaluate_stage
-    from genreflow.training.stage import train_stage
+    from genreflow.pipeline.evaluate import evaluate_stage
+    from genreflow.pipeline.train import train_stage
 
     root = tmp_path_factory.mktemp("robustrepo")
     uri = tiny.tracking_db(tmp_path_factory, root / "mlflow.db")
@@ -113,10 +113,10 @@ def test_dvc_metrics_show_lists_the_nested_scores(evaluated, tmp_path):
 
 def test_score_served_subset_goes_through_the_served_model(evaluated, tiny, monkeypatch):
     """``max_clips`` spreads a subset over the genres; the scores come from real files."""
-    from genreflow.evaluation.stage import load_test_clips
     from genreflow.features.store import FeatureStore
-    from genreflow.inference import ServedModel
+    from genreflow.pipeline.evaluate import load_test_clips
     from genreflow.robustness.score import score_served
+    from genreflow.serving.served import ServedModel
 
     layout, uri, _, metrics = evaluated
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

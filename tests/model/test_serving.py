@@ -2,7 +2,8 @@
 
 - Each classifier's ``embed`` is the input of its final Linear, and ``forward == head(embed)``.
 - ``WaveformGenreModel.analyse`` returns the segment-averaged, L2-normalised embedding.
-- Files and waveforms scored in windows (``ServedModel`` over ``genreflow.audio_stream``) give
+- Files and waveforms scored in windows (``ServedModel`` over
+  ``genreflow.serving.audio_stream``) give
   the whole-clip result, resampled sources included; the window and block sizes are
   parameters, so a file of several windows stays tiny here.
 """
@@ -18,15 +19,15 @@ import torch
 import torchaudio.functional as AF
 
 from genreflow.audio import AudioDecodeError, load_mono
-from genreflow.audio_stream import (
+from genreflow.features.frontend import LogMelFrontend
+from genreflow.models import build_classifier
+from genreflow.serving.audio_stream import (
     SegmentGeometry,
     resampled_blocks,
     segment_windows,
 )
-from genreflow.features.frontend import LogMelFrontend
-from genreflow.inference import ServedModel
-from genreflow.models import build_classifier
-from genreflow.models.serving import SegmentCore, WaveformGenreModel
+from genreflow.serving.core import SegmentCore, WaveformGenreModel
+from genreflow.serving.served import ServedModel
 
 DEVICES = [
     "cpu",
@@ -127,7 +128,7 @@ def test_analyse_averages_segment_embeddings_then_normalises(tiny, arch) -> None
 @pytest.mark.parametrize("shape", [(3, 4, 16, 19), (2, 5, 7, 9), (1, 1, 1, 1), (4, 2, 2, 6)])
 @pytest.mark.parametrize("device", DEVICES)
 def test_pair_max_pool_is_bit_identical_to_max_pool(kernel, shape, device) -> None:
-    from genreflow.models.serving import PairMaxPool2d
+    from genreflow.serving.core import PairMaxPool2d
 
     x = torch.randn(shape, device=device).relu()  # ReLU before the pool: many tied zeros
     x[0, 0, 0, 0] = float("nan")
@@ -144,7 +145,7 @@ def test_pair_max_pool_is_bit_identical_to_max_pool(kernel, shape, device) -> No
     ("arch", "batch_norm"), [("cnn", False), ("cnn", True), ("crnn", True), ("crnn", False)]
 )
 def test_inference_classifier_decides_as_the_trained_one(tiny, arch, batch_norm) -> None:
-    from genreflow.models.serving import (
+    from genreflow.serving.core import (
         PairMaxPool2d,
         channels_last_weights,
         inference_classifier,

@@ -206,7 +206,7 @@ def _dvc_clean(root: Path) -> bool:
 
 
 def test_a_rebuilt_index_is_recorded_only_when_it_is_the_stage_s_one_change(tmp_path):
-    from genreflow.paths import Layout
+    from genreflow.core.paths import Layout
     from genreflow.similarity.tracked import record_rebuilt_index
 
     layout = Layout.from_root(tmp_path)
@@ -243,9 +243,9 @@ def evaluated(tiny, tmp_path_factory: pytest.TempPathFactory):
     repository has its params.yaml, as promote / rollback read it to rebuild the index."""
     import yaml
 
-    from genreflow.config import to_dict
-    from genreflow.evaluation.stage import evaluate_stage
-    from genreflow.training.stage import train_stage
+    from genreflow.core.config import to_dict
+    from genreflow.pipeline.evaluate import evaluate_stage
+    from genreflow.pipeline.train import train_stage
 
     root = tmp_path_factory.mktemp("simrepo")
     uri = tiny.tracking_db(tmp_path_factory, root / "mlflow.db")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from genreflow.config import Params
-from genreflow.paths import Layout
-from genreflow.tracking import (
+from genreflow.core.config import Params
+from genreflow.core.paths import Layout
+from genreflow.tracking.runs import (
     configure_mlflow,
     dir_digest,
     file_sha256,
@@ -79,8 +79,8 @@ def test_other_dirs_keep_their_own_store(no_env, tmp_path, rel):
 
 def test_import_has_no_side_effects(no_env, tmp_path):
     code = (
-        "import genreflow.tracking, genreflow.registry, genreflow.training.stage, "
-        "genreflow.evaluation.stage, sys; print('mlflow' in sys.modules)"
+        "import genreflow.tracking.runs, genreflow.registry, genreflow.pipeline.train, "
+        "genreflow.pipeline.evaluate, sys; print('mlflow' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from genreflow.paths import Layout
+from genreflow.core.paths import Layout
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +29,9 @@ def test_train_stage_logs_run_and_writes_outputs(
 ):
     from mlflow.tracking import MlflowClient
 
-    from genreflow.models.serving import load_classifier
-    from genreflow.tracking import TAG_FEATURES_DIGEST, TAG_MANIFEST_SHA, file_sha256
-    from genreflow.training.stage import train_stage
+    from genreflow.pipeline.train import train_stage
+    from genreflow.serving.core import load_classifier
+    from genreflow.tracking.runs import TAG_FEATURES_DIGEST, TAG_MANIFEST_SHA, file_sha256
 
     tiny.use_tracking_db(monkeypatch, tmp_path, tmp_path_factory)
     monkeypatch.setenv("DVC_STAGE", "train_cnn")
@@ -96,8 +96,8 @@ def test_killed_stage_resumes_same_mlflow_run(
 ):
     from mlflow.tracking import MlflowClient
 
-    from genreflow.training import stage as stage_mod
-    from genreflow.training.epoch_log import EpochLogger
+    import genreflow.pipeline.train as stage_mod
+    from genreflow.tracking.epoch_log import EpochLogger
 
     tiny.use_tracking_db(monkeypatch, tmp_path, tmp_path_factory)
     layout = Layout.from_root(tmp_path / "repo2")
@@ -142,7 +142,7 @@ def test_killed_stage_resumes_same_mlflow_run(
 def test_train_stage_rejects_store_made_with_other_features(
     tiny, tiny_repo, tmp_path, tmp_path_factory, monkeypatch
 ):
-    from genreflow.training.stage import train_stage
+    from genreflow.pipeline.train import train_stage
 
     tiny.use_tracking_db(monkeypatch, tmp_path, tmp_path_factory)
     params = replace(tiny.params(), features=replace(tiny.features, n_mels=32))

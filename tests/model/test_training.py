@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
-from genreflow.config import AugmentParams, FeatureParams, TrainParams
+from genreflow.core.config import AugmentParams, FeatureParams, TrainParams
 from genreflow.features.store import FeatureStore
 from genreflow.models import build_classifier
 from genreflow.training import clip_accuracy, clip_labels, clip_logits, predict_segments

@@ -177,7 +177,7 @@ def test_no_train_serve_skew_for_the_champion(repo, champion):
 
     from genreflow.audio import load_mono
     from genreflow.features.store import FeatureStore
-    from genreflow.models.serving import load_classifier
+    from genreflow.serving.core import load_classifier
     from genreflow.training.clip_metrics import clip_logits
     from genreflow.training.loop import predict_segments
 
@@ -185,7 +185,7 @@ def test_no_train_serve_skew_for_the_champion(repo, champion):
     mlflow.set_registry_uri(f"sqlite:///{repo / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     arch = client.get_model_version_by_alias("genre-classifier", "champion").tags["arch"]
-    from genreflow.inference import ServedModel
+    from genreflow.serving.served import ServedModel
 
     core = ServedModel.load("models:/genre-classifier@champion").core  # the exported core
 
@@ -291,7 +291,7 @@ def changed_stages(dvc, root: Path) -> set[str]:
 @pytest.mark.parametrize(
     ("edited", "expected"),
     [
-        ("src/genreflow/config.py", ALL_STAGES),
+        ("src/genreflow/core/config.py", ALL_STAGES),
         ("src/genreflow/registry/decision.py", {"evaluate"}),
         ("src/genreflow/sources/manifest.py", {"fetch", "validate"}),
         (

@@ -30,7 +30,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-EXPERIMENT = "genreflow"  # the MLflow experiment (params.yaml evaluate.experiment)
+EXPERIMENT = "genreflow"  # the MLflow experiment (params.yaml tracking.experiment)
 TRAIN_STAGES = {"train_cnn", "train_lstm"}
 EXPS_DIR = Path(".dvc/tmp/exps")
 DVC_TIMEOUT_S = 420

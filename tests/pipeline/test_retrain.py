@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 from genreflow.retrain import EXIT_NOT_PROMOTED, EXIT_PROMOTED, RetrainOptions, Tools, retrain
 from genreflow.retrain.commands import StepError, StepResult, telling_line
 from genreflow.retrain.data_diff import diff_manifests
@@ -284,7 +284,7 @@ def _source_params(params: dict, kit) -> dict:
 
 def _write_clips(root: Path, params: dict, clips: dict[str, Sequence[int]]) -> list[Path]:
     """Synthetic clips ``{genre: indices}`` as ``<root>/<SOURCE>/genres/<genre>/...wav``."""
-    from genreflow.config import SyntheticParams
+    from genreflow.core.config import SyntheticParams
     from genreflow.sources.synthetic.corpus import clip_path, render_clip, write_wav
 
     synth = SyntheticParams(**params["data"]["synthetic"])

@@ -1,6 +1,6 @@
 """A tiny registered champion for the serving tests: the tiny profile's classifier (random
 weights: equality of paths, not accuracy, is under test), logged through the real export
-(``genreflow.training.export.log_serving_model``) into a fresh SQLite store, registered, and
+(``genreflow.serving.export.log_serving_model``) into a fresh SQLite store, registered, and
 given the ``champion`` alias.
 
 The tiny profile comes from ``tests/model/conftest.py``, loaded under its own module name (it
@@ -62,9 +62,9 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
 
     from genreflow.features.frontend import LogMelFrontend
     from genreflow.models import build_classifier
-    from genreflow.models.serving import WaveformGenreModel
-    from genreflow.tracking import quiet_mlflow
-    from genreflow.training.export import log_serving_model
+    from genreflow.serving.core import WaveformGenreModel
+    from genreflow.serving.export import log_serving_model
+    from genreflow.tracking.runs import quiet_mlflow
 
     helpers = model_helpers()
     fp, genres = helpers.TINY_FEATURES, list(helpers.GENRES)

@@ -23,8 +23,8 @@ def _expected(model, wave: torch.Tensor) -> tuple[dict[str, float], np.ndarray]:
 
 
 def test_served_model_equals_the_in_memory_model(tracking) -> None:
-    from genreflow.inference import ServedModel, champion_uri
-    from genreflow.models.serving import SegmentCore
+    from genreflow.serving.core import SegmentCore
+    from genreflow.serving.served import ServedModel, champion_uri
 
     served = ServedModel.load(tracking.uri)
     assert served.uri == tracking.uri
@@ -48,7 +48,7 @@ def test_served_model_equals_the_in_memory_model(tracking) -> None:
     # the same model by version number, and the default URI from params
     by_number = ServedModel.load(f"models:/genre-classifier/{tracking.version}")
     assert (by_number.version, by_number.model_id) == (tracking.version, tracking.model_id)
-    from genreflow.config import Params
+    from genreflow.core.config import Params
 
     assert champion_uri(Params()) == tracking.uri
 
@@ -114,7 +114,7 @@ def test_a_model_of_another_kind_is_refused_with_its_uri(tracking) -> None:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from genreflow.inference import NotAServingModelError, ServedModel
+    from genreflow.serving.served import NotAServingModelError, ServedModel
 
     experiment = MlflowClient().get_experiment_by_name("serving-tests").experiment_id
     example = np.zeros((2, 8), dtype=np.float32)

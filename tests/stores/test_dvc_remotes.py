@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from genreflow.stores import check_dvc_remote
+from genreflow.retrain.store_checks import check_dvc_remote
 
 pytestmark = pytest.mark.integration
 

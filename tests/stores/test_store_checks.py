@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from genreflow.errors import GenreflowError
-from genreflow.stores import (
+from genreflow.core.errors import GenreflowError
+from genreflow.retrain.store_checks import (
     StoreConfigError,
     StoreUnreachable,
     check_dvc_remote,
@@ -73,7 +73,7 @@ def timed_failure(fn, *args, **kwargs) -> tuple[BaseException, float]:
 
 def assert_one_line_naming(exc: BaseException, url: str) -> None:
     message = str(exc)
-    assert isinstance(exc, GenreflowError)  # printed as one line by genreflow.runner
+    assert isinstance(exc, GenreflowError)  # printed as one line by genreflow.core.runner
     assert "\n" not in message and url in message, message
 
 
@@ -155,7 +155,7 @@ def test_relative_local_remote_is_resolved_from_the_dvc_config(kit, dvc_repo: Pa
 def test_no_remote_and_other_remote_types(kit, dvc_repo: Path, caplog):
     assert check_dvc_remote(dvc_repo) is None  # nothing configured: nothing to check
     kit.dvc(dvc_repo, "remote", "add", "-d", "gcs", "gs://some-bucket/path")
-    with caplog.at_level(logging.INFO, logger="genreflow.stores"):
+    with caplog.at_level(logging.INFO, logger="genreflow.retrain.store_checks"):
         assert check_dvc_remote(dvc_repo) is None
     assert "gs://some-bucket/path" in caplog.text
 
@@ -175,8 +175,8 @@ def test_user_error_prints_one_line(kit, tmp_path: Path):
     """Through genreflow's runner, an unreachable store is one line, no traceback."""
     url = f"http://127.0.0.1:{kit.free_port()}"
     code = (
-        "from genreflow.runner import run_stage\n"
-        "from genreflow.stores import check_tracking_server\n"
+        "from genreflow.core.runner import run_stage\n"
+        "from genreflow.retrain.store_checks import check_tracking_server\n"
         f"run_stage('retrain', lambda: check_tracking_server({url!r}))\n"
     )
     proc = subprocess.run(

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from genreflow.stores import check_tracking_server
+from genreflow.retrain.store_checks import check_tracking_server
 
 pytestmark = pytest.mark.integration
 

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from genreflow.paths import Layout
+from genreflow.core.paths import Layout
 
 pytestmark = pytest.mark.integration
 
@@ -94,10 +94,10 @@ def store(tiny, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """Train both tiny models and evaluate them once: runs, versions and a champion."""
     from mlflow.tracking import MlflowClient
 
-    from genreflow.evaluation.stage import evaluate_stage
-    from genreflow.tracking import file_sha256
-    from genreflow.training.dataset_input import manifest_digest
-    from genreflow.training.stage import train_stage
+    from genreflow.pipeline.evaluate import evaluate_stage
+    from genreflow.pipeline.train import train_stage
+    from genreflow.tracking.dataset_input import manifest_digest
+    from genreflow.tracking.runs import file_sha256
 
     root = tmp_path_factory.mktemp("uirepo")
     uri = tiny.tracking_db(tmp_path_factory, root / "mlflow.db")
@@ -259,7 +259,7 @@ def _ensure_model_training(page) -> None:
 
 def _printed_runs_link(store: Store, server: Server) -> str:
     """The runs link ``genreflow ui`` prints for this store and server."""
-    from genreflow.ui_links import ui_banner
+    from genreflow.tracking.ui_links import ui_banner
 
     port = int(urlsplit(server.base).port or 0)
     banner = ui_banner("127.0.0.1", port, store.uri, EXPERIMENT)
@@ -293,7 +293,7 @@ def test_plain_runs_page_switches_from_genai_to_model_training(
     """What the README tells people to do when the UI opens in its GenAI view."""
     from playwright.sync_api import expect
 
-    from genreflow.ui_links import MODEL_TRAINING_QUERY, runs_url
+    from genreflow.tracking.ui_links import MODEL_TRAINING_QUERY, runs_url
 
     page.goto(runs_url(server.base, store.experiment_id, model_training=False))
     _ensure_model_training(page)
@@ -307,7 +307,7 @@ def test_compare_button_opens_the_comparison_of_both_runs(
 ) -> None:
     from playwright.sync_api import expect
 
-    from genreflow.ui_links import runs_url
+    from genreflow.tracking.ui_links import runs_url
 
     page.goto(runs_url(server.base, store.experiment_id))
     _ensure_model_training(page)
@@ -333,7 +333,7 @@ def test_model_page_shows_the_champion_alias(
 ) -> None:
     from playwright.sync_api import expect
 
-    from genreflow.ui_links import model_url
+    from genreflow.tracking.ui_links import model_url
 
     # tall enough to show the heading and both versions' rows (each lists ~20 tags)
     page.set_viewport_size({"width": VIEWPORT["width"], "height": 1500})

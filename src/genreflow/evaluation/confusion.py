@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-from genreflow.atomic import atomic_path, write_json
+from genreflow.core.atomic import atomic_path, write_json
 
 
 def _genre_names(labels: np.ndarray, genres: list[str], what: str) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from genreflow.bootstrap import resampled_means
+from genreflow.evaluation.bootstrap import resampled_means
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 import torchaudio.functional as AF
 
 from genreflow.audio import AudioDecodeError, load_mono, to_mono
-from genreflow.config import ExcerptParams
+from genreflow.core.config import ExcerptParams
 
 #: The file in ``data/features/`` that lists, per track, the excerpts its segments came from.
 EXCERPTS_FILE = "excerpts.csv"

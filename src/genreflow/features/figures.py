@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genreflow.atomic import atomic_dir
-from genreflow.config import FeatureParams
+from genreflow.core.atomic import atomic_dir
+from genreflow.core.config import FeatureParams
+from genreflow.core.paths import Layout
 from genreflow.features.excerpts import first_excerpt
 from genreflow.features.frontend import LogMelFrontend
-from genreflow.paths import Layout
 
 
 def pick_examples(manifest: pd.DataFrame) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import torch
 import torchaudio.transforms as T
 from torch import nn
 
-from genreflow.config import FeatureParams
+from genreflow.core.config import FeatureParams
 
 AMIN_DB = -100.0  # floor of the absolute dB scale (power 1e-10); avoids -inf on digital silence
 # With peak-relative features the absolute floor must sit far below any segment's peak minus

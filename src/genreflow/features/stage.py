@@ -22,8 +22,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from genreflow.atomic import atomic_dir
-from genreflow.config import ExcerptParams, FeatureParams, to_dict
+from genreflow.core.atomic import atomic_dir
+from genreflow.core.config import ExcerptParams, FeatureParams, to_dict
+from genreflow.core.paths import Layout
 from genreflow.features.excerpts import (
     EXCERPT_COLUMNS,
     EXCERPTS_FILE,
@@ -34,7 +35,6 @@ from genreflow.features.excerpts import (
 )
 from genreflow.features.frontend import LogMelFrontend
 from genreflow.features.store import INDEX_COLUMNS, INDEX_FILE, META_FILE, SEGMENTS_FILE
-from genreflow.paths import Layout
 
 log = logging.getLogger(__name__)
 

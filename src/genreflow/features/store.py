@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genreflow.config import FeatureParams, from_dict
+from genreflow.core.config import FeatureParams, from_dict
 
 SEGMENTS_FILE = "segments.npy"
 INDEX_FILE = "index.csv"

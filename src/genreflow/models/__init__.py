@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from genreflow.config import ConfigError, TrainParams
+from genreflow.core.config import ConfigError, TrainParams
 from genreflow.models.cnn import PaperCNN
 from genreflow.models.crnn import CRNN
 

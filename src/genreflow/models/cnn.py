@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genreflow.config import ConfigError, TrainParams
+from genreflow.core.config import ConfigError, TrainParams
 
 N_CONV_BLOCKS = 5
 N_HIDDEN_DENSE = 4

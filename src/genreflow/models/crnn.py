@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genreflow.config import ConfigError, TrainParams
+from genreflow.core.config import ConfigError, TrainParams
 from genreflow.models.cnn import InputNorm, conv_block, pool_kernel, pooled_size
 
 TIME_POOLED_BLOCKS = 2

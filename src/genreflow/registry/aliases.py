@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 
 CHAMPION_ALIAS = "champion"
 PREVIOUS_ALIAS = "previous-champion"
@@ -151,7 +151,7 @@ def promotion_lock(tracking_uri: str, name: str) -> Iterator[None]:
     """
     from filelock import FileLock, Timeout
 
-    from genreflow.tracking import sqlite_path
+    from genreflow.tracking.runs import sqlite_path
 
     db = sqlite_path(tracking_uri)
     if db is None:

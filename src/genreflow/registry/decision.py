@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.bootstrap import resampled_means
+from genreflow.evaluation.bootstrap import resampled_means
 
 
 @dataclass(frozen=True)

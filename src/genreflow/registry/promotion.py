@@ -176,7 +176,7 @@ def _champion_correctness(
 ) -> tuple[tuple[bool, ...], list[str]]:
     """The champion's per-clip correctness on ``clips`` and notes; :class:`_Blocked` if unfair."""
     from genreflow.registry.rescore import served_correctness
-    from genreflow.split_lists import load_training_tracks
+    from genreflow.tracking.training_tracks import load_training_tracks
 
     version = str(champion.version)
     for cand in candidates:  # the champion is one of this run's models: no re-score needed

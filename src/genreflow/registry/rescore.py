@@ -13,12 +13,12 @@ def served_correctness(
 ) -> tuple[tuple[bool, ...], list[str]]:
     """Per-clip correctness of the model at ``model_uri`` and notes on clips it failed.
 
-    Goes through :meth:`genreflow.inference.ServedModel.analyse` (decode, resample, pad short
+    Goes through :meth:`genreflow.serving.served.ServedModel.analyse` (decode, resample, pad short
     clips, windows, front-end inside the model), so a champion trained on other data is judged
     exactly as it serves. Predictions are compared by genre *name*, so another label order is
     scored right. A clip the model cannot score counts as wrong, and the notes say so.
     """
-    from genreflow.inference import ServedModel
+    from genreflow.serving.served import ServedModel
 
     served = ServedModel.load(model_uri)
     correct: list[bool] = []

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 
 
 class StepError(GenreflowError, RuntimeError):

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from genreflow.atomic import atomic_path
-from genreflow.errors import GenreflowError
-from genreflow.paths import Layout
+from genreflow.core.atomic import atomic_path
+from genreflow.core.errors import GenreflowError
+from genreflow.core.paths import Layout
 from genreflow.retrain import remotes
 from genreflow.retrain.commands import (
     Runner,
@@ -40,7 +40,7 @@ from genreflow.retrain.overrides import Override, parse_overrides
 from genreflow.retrain.pipeline import fingerprint, pipeline_args, stages_run
 from genreflow.retrain.report import Confusion, ReportInputs, read_confusion, render
 from genreflow.sources.manifest import ManifestRow, read_manifest
-from genreflow.tracking import resolve_tracking_uri
+from genreflow.tracking.runs import resolve_tracking_uri
 
 REPORT_NAME = "retrain.md"
 ARCHS = ("cnn", "crnn")  # evaluate's confusion outputs, one per trained architecture

@@ -4,7 +4,7 @@ The values go to ``dvc exp run -S`` unchanged (DVC parses them and rewrites ``pa
 keeping its comments). What is checked here is the key: a typo would otherwise surface only
 after ``dvc pull`` and a DVC error about Hydra overrides; here it is one line, naming the key
 and the closest real ones, before anything runs. Values are checked where every value is:
-``genreflow.config.load_params`` at the start of each stage.
+``genreflow.core.config.load_params`` at the start of each stage.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 
 
 class OverrideError(GenreflowError, ValueError):

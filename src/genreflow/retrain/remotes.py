@@ -4,14 +4,14 @@ A laptop usually has no DVC remote and a local ``mlflow.db``; CI has both a remo
 tracking server. Retrain behaves the same in both by asking DVC which remote is configured and
 doing ``dvc pull`` / ``dvc push`` only when there is one. The reachability checks come first, so
 an unreachable store fails in a second with its URL, not after minutes of training. They live in
-:mod:`genreflow.stores` and are imported only when a store needs checking.
+:mod:`genreflow.retrain.store_checks` and are imported only when a store needs checking.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 from genreflow.retrain.commands import Runner, tool
 
 
@@ -26,7 +26,8 @@ def _last_value(output: str) -> str:
 
 def configured_remote(run: Runner) -> str | None:
     """The default DVC remote (``core.remote``), which a bare ``dvc pull`` / ``dvc push`` and
-    :func:`genreflow.stores.check_dvc_remote` use; ``None`` when no remote is listed at all.
+    :func:`genreflow.retrain.store_checks.check_dvc_remote` use; ``None`` when no remote is
+    listed at all.
 
     Remotes without a default are an error rather than "no remote": a bare ``dvc push`` would
     fail on them, and silently skipping the push would lose this run's outputs for CI.
@@ -54,15 +55,17 @@ def is_http_uri(uri: str) -> bool:
 
 
 def check_tracking_server(uri: str) -> None:
-    """:func:`genreflow.stores.check_tracking_server` (one line naming the URL if down)."""
-    from genreflow.stores import check_tracking_server as check
+    """See :func:`genreflow.retrain.store_checks.check_tracking_server` (one line naming the URL
+    if down)."""
+    from genreflow.retrain.store_checks import check_tracking_server as check
 
     check(uri)
 
 
 def check_dvc_remote(root: Path) -> None:
-    """:func:`genreflow.stores.check_dvc_remote` (one line naming the URL if unreachable)."""
-    from genreflow.stores import check_dvc_remote as check
+    """See :func:`genreflow.retrain.store_checks.check_dvc_remote` (one line naming the URL if
+    unreachable)."""
+    from genreflow.retrain.store_checks import check_dvc_remote as check
 
     check(root)
 

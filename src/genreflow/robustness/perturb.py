@@ -18,8 +18,8 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-from genreflow.config import ConfigError, RobustnessParams
-from genreflow.errors import GenreflowError
+from genreflow.core.config import ConfigError, RobustnessParams
+from genreflow.core.errors import GenreflowError
 
 # format name in params -> (soundfile format, subtype): 16-bit PCM for the lossless ones, as
 # most real files are; the lossy codecs libsndfile encodes.

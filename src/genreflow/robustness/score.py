@@ -1,7 +1,7 @@
 """Score a served model on the test clips under each perturbation, and report it.
 
 Every perturbed clip is written as a real temporary file and predicted through
-:class:`genreflow.inference.ServedModel`'s file path, so decode, resample and down-mix run
+:class:`genreflow.serving.served.ServedModel`'s file path, so decode, resample and down-mix run
 exactly as for a user's file. Per perturbation it reports **accuracy** (against the true genre)
 and **agreement** (the share of clips whose predicted genre equals the clean file's), plus the
 clean accuracy through the same path. A clip the model cannot score counts as wrong and as
@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from genreflow.audio import read_audio
-from genreflow.config import RobustnessParams
+from genreflow.core.config import RobustnessParams
 from genreflow.robustness.perturb import Perturbation, perturbations
 
 METRIC_PREFIX = "robust."
@@ -146,7 +146,7 @@ def score_served(
     progress: bool = True,
     desc: str = "robustness",
 ) -> RobustnessReport:
-    """Robustness of ``served`` (a :class:`~genreflow.inference.ServedModel`) on the clips
+    """Robustness of ``served`` (a :class:`~genreflow.serving.served.ServedModel`) on the clips
     ``paths`` with true ``genres``, under every perturbation ``settings`` asks for."""
     perts = perturbations(settings)
     chosen = select_clips(len(paths), settings.max_clips)
@@ -206,7 +206,7 @@ def evaluate_robustness(
     desc: str = "robustness",
 ) -> dict[str, Any]:
     """Load the candidate's logged model, score it, log to its run; the metrics.json entry."""
-    from genreflow.inference import ServedModel
+    from genreflow.serving.served import ServedModel
 
     report = score_served(
         ServedModel.load(model_uri), paths, genres, settings, seed, progress, desc

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from genreflow.config import Params
-from genreflow.paths import Layout
+from genreflow.core.config import Params
+from genreflow.core.paths import Layout
 from genreflow.similarity.catalogue import (
     QUERY_SPLIT,
     absolute_paths,
@@ -103,22 +103,22 @@ def _up_to_date(directory: Path, fresh: IndexMeta, k: int) -> IndexMeta | None:
 def build_champion_index(
     params: Params, layout: Layout, progress: bool = True, force: bool = True
 ) -> IndexMeta:
-    """Index the validated corpus with the champion of ``evaluate.registered_model``.
+    """Index the validated corpus with the champion of ``tracking.registered_model``.
 
     Writes ``layout.similarity_index`` atomically and logs the retrieval scores on the
     champion's MLflow run. With no champion it writes an empty index (meta only) that says
     so. ``force=False`` keeps an index already built from the same model and corpus.
     The tracking URI must already be set (the command or stage that calls this sets it).
     """
-    from genreflow.inference import ServedModel
     from genreflow.registry.aliases import CHAMPION_ALIAS, get_alias
+    from genreflow.serving.served import ServedModel
 
     faiss = load_faiss()
     ev = params.evaluate
     catalogue = read_corpus(layout)
     digest = manifest_digest(layout.validated_manifest)
     base = IndexMeta(
-        registered_model=ev.registered_model,
+        registered_model=params.tracking.registered_model,
         model_uri=None,
         version=None,
         model_id=None,
@@ -130,11 +130,12 @@ def build_champion_index(
         manifest_sha256=digest,
         faiss_version=faiss.__version__,
     )
-    champion = get_alias(ev.registered_model, CHAMPION_ALIAS)
+    champion = get_alias(params.tracking.registered_model, CHAMPION_ALIAS)
     if champion is None:
         write_index(layout.similarity_index, base, None, None)
         return base
-    uri = f"models:/{ev.registered_model}/{champion.version}"  # pinned: the alias may move
+    # pinned to the version: the alias may move
+    uri = f"models:/{params.tracking.registered_model}/{champion.version}"
     served = ServedModel.load(uri)
     version = str(served.version) if served.version is not None else str(champion.version)
     meta = replace(base, model_uri=uri, version=version, model_id=served.model_id)
@@ -176,20 +177,20 @@ def refresh_after_champion_move(
     fails the registry move: a user error while rebuilding (a model that does not load, bad
     params) is reported in the result with the command that fixes it, and a query against the
     old index refuses until then. An index of another registered model than params'
-    ``evaluate.registered_model`` is not touched.
+    ``tracking.registered_model`` is not touched.
     """
-    from genreflow.config import load_params
-    from genreflow.runner import is_user_error
+    from genreflow.core.config import load_params
+    from genreflow.core.runner import is_user_error
 
     directory = layout.similarity_index
     if not layout.validated_manifest.is_file():
         return None  # no corpus here, so no index to keep on the champion
     try:
         params = load_params(layout.params)
-        if params.evaluate.registered_model != name:
+        if params.tracking.registered_model != name:
             return {
                 "rebuilt": False,
-                "reason": f"the index follows {params.evaluate.registered_model!r}, not {name!r}",
+                "reason": f"the index follows {params.tracking.registered_model!r}, not {name!r}",
             }
         before = read_meta(directory).created if (directory / META_FILE).is_file() else None
         meta = build_champion_index(params, layout, progress=progress, force=False)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from genreflow.errors import GenreflowError
-from genreflow.paths import Layout
+from genreflow.core.errors import GenreflowError
+from genreflow.core.paths import Layout
 
 COLUMNS = ("track_id", "path", "genre", "split")
 QUERY_SPLIT = "test"  # retrieval metrics: test clips query the others

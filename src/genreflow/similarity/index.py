@@ -26,8 +26,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from genreflow.atomic import atomic_dir
-from genreflow.errors import GenreflowError
+from genreflow.core.atomic import atomic_dir
+from genreflow.core.errors import GenreflowError
 
 INDEX_FILE = "index.faiss"
 CATALOGUE_FILE = "catalogue.csv"

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from genreflow.config import Params
-from genreflow.paths import Layout
+from genreflow.core.config import Params
+from genreflow.core.paths import Layout
 from genreflow.similarity.catalogue import manifest_digest
 from genreflow.similarity.index import (
     REBUILD,
@@ -53,19 +53,19 @@ def _check_corpus(index: SongIndex, layout: Layout) -> None:
 def find_similar(path: Path | str, layout: Layout, params: Params, k: int) -> SimilarSongs:
     """The ``k`` corpus songs nearest to the file at ``path``, by the champion's vectors.
 
-    Raises a one-line :class:`~genreflow.errors.GenreflowError` for a missing or stale index
+    Raises a one-line :class:`~genreflow.core.errors.GenreflowError` for a missing or stale index
     and (from the decoder) for a file that cannot be read. The tracking URI must be set.
     """
-    from genreflow.inference import ServedModel, champion_uri
     from genreflow.registry.aliases import CHAMPION_ALIAS, RegistryError, alias_version
+    from genreflow.serving.served import ServedModel, champion_uri
 
     index = SongIndex.load(layout.similarity_index)
     _check_corpus(index, layout)
-    name = params.evaluate.registered_model
+    name = params.tracking.registered_model
     if name != index.meta.registered_model:
         raise StaleIndexError(
             f"{index.directory}: built for model {index.meta.registered_model!r}, but params "
-            f"evaluate.registered_model is {name!r}; rebuild with {REBUILD}"
+            f"tracking.registered_model is {name!r}; rebuild with {REBUILD}"
         )
     champion = alias_version(name, CHAMPION_ALIAS)
     if champion is None:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from genreflow.paths import Layout
+from genreflow.core.paths import Layout
 
 
 @contextlib.contextmanager

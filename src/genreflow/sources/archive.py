@@ -24,7 +24,7 @@ from typing import IO, Literal
 
 from tqdm import tqdm
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 from tqdm import tqdm
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 from genreflow.sources.manifest import sha256_file
 
 log = logging.getLogger(__name__)

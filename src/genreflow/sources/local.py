@@ -26,7 +26,7 @@ from typing import Literal
 
 from tqdm import tqdm
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 from genreflow.sources.archive import archive_kind, safe_extract
 
 log = logging.getLogger(__name__)

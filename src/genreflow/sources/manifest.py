@@ -45,7 +45,7 @@ def scan_raw_dir(raw_dir: Path, rel_prefix: str, progress: bool = True) -> list[
 
     ``rel_prefix`` is where ``raw_dir`` will live relative to the repository root once it is
     moved into place (``data/raw``): the scan runs on the temporary directory that
-    :func:`genreflow.atomic.atomic_dir` later renames, so paths cannot be taken from it.
+    :func:`genreflow.core.atomic.atomic_dir` later renames, so paths cannot be taken from it.
     """
     genres_dir = Path(raw_dir) / "genres"
     files: list[tuple[str, Path]] = []

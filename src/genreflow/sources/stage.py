@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from genreflow.atomic import atomic_dir
-from genreflow.config import ConfigError, DataParams
-from genreflow.paths import Layout
+from genreflow.core.atomic import atomic_dir
+from genreflow.core.config import ConfigError, DataParams
+from genreflow.core.paths import Layout
 from genreflow.sources.download import download, download_name
 from genreflow.sources.local import SourceError, resolve_source_path, stage_local
 from genreflow.sources.manifest import scan_raw_dir, write_manifest

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genreflow.config import AugmentParams
+from genreflow.core.config import AugmentParams
 
 
 def _sample_mean(x: torch.Tensor) -> torch.Tensor:

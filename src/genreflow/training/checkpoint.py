@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from genreflow.atomic import atomic_path
-from genreflow.config import flatten
-from genreflow.errors import GenreflowError
+from genreflow.core.atomic import atomic_path
+from genreflow.core.config import flatten
+from genreflow.core.errors import GenreflowError
 
 CHECKPOINT_FORMAT = "genreflow-train-checkpoint/1"
 REQUIRED_KEYS = (

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from genreflow.config import TrainParams, to_dict
+from genreflow.core.config import TrainParams, to_dict
 from genreflow.features.store import FeatureStore
 from genreflow.training.augment import augment_batch, mixup, one_hot
 from genreflow.training.checkpoint import (

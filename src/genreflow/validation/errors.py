@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 
 
 class ValidationFailed(GenreflowError, RuntimeError):

@@ -25,7 +25,7 @@ from great_expectations.data_context.types.base import (
     ProgressBarsConfig,
 )
 
-from genreflow.config import ValidateParams
+from genreflow.core.config import ValidateParams
 
 CLIP_SUITE = "genreflow_clips"
 BALANCE_SUITE = "genreflow_class_balance"

@@ -2,7 +2,7 @@
 
 ``reports/validation/`` is written whether the stage passes or not (it is what the user reads to
 fix the data); the validated manifest only on success, because downstream stages trust it.
-Where each file lives is :class:`genreflow.paths.Layout`'s business (``validation_*``).
+Where each file lives is :class:`genreflow.core.paths.Layout`'s business (``validation_*``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from genreflow.atomic import atomic_dir, atomic_path, write_json
+from genreflow.core.atomic import atomic_dir, atomic_path, write_json
 from genreflow.validation.expectations import json_safe
 
 QUARANTINE_COLUMNS = ("path", "genre", "track_id", "reason", "status")

@@ -17,7 +17,7 @@ from typing import Literal
 
 from torchaudio.datasets.gtzan import filtered_test, filtered_train, filtered_valid
 
-from genreflow.config import ConfigError
+from genreflow.core.config import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from genreflow.config import Params
-from genreflow.paths import Layout
+from genreflow.core.config import Params
+from genreflow.core.paths import Layout
 from genreflow.validation import report
 from genreflow.validation.decode_table import MANIFEST_COLUMNS, decode_table
 from genreflow.validation.errors import ValidationFailed

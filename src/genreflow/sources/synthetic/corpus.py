@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from genreflow.atomic import atomic_path
-from genreflow.config import GTZAN_GENRES, SyntheticParams
+from genreflow.core.atomic import atomic_path
+from genreflow.core.config import GTZAN_GENRES, SyntheticParams
 from genreflow.sources.synthetic.arrange import Arranger, draw_plan
 from genreflow.sources.synthetic.mix import master, mix_buses
 

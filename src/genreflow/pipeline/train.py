@@ -1,17 +1,18 @@
 """The ``train_cnn`` / ``train_lstm`` DVC stages: train, track in MLflow, log the served model.
 
 Outputs under ``models/<arch>/`` (``arch`` is ``cnn`` or ``crnn``; the paths are
-:class:`genreflow.paths.Layout`'s):
+:class:`genreflow.core.paths.Layout`'s):
 
 - ``checkpoint.pt``: resumable state (a ``persist: true`` output; see training.loop);
 - ``mlflow_run_id``: the MLflow run this checkpoint belongs to (persist it too; see
   training.epoch_log);
-- ``model.pt``: best-epoch weights plus configs (:func:`genreflow.models.serving.save_model`);
+- ``model.pt``: best-epoch weights plus configs (:func:`genreflow.serving.core.save_model`);
 - ``run.json``: run id, logged-model URI and scores, which ``evaluate`` reads (see
   training.run_info). Written last, so its presence means the stage completed.
 
 The run also logs the tracks it trained and was selected on (``split/train_val_tracks.csv``,
-see :mod:`genreflow.split_lists`), so the registry can tell whether a later test split would
+see :mod:`genreflow.tracking.training_tracks`), so the registry can tell whether a later test
+split would
 re-score this model on its own training clips, and the validated manifest as its ``training``
 dataset input (training.dataset_input), which fills the MLflow runs table's Dataset column.
 
@@ -28,16 +29,16 @@ from typing import Any, Literal
 
 import torch
 
-from genreflow.atomic import write_json
-from genreflow.config import Params, TrainParams
+from genreflow.core.atomic import write_json
+from genreflow.core.config import Params, TrainParams
+from genreflow.core.paths import Layout
 from genreflow.features.store import FeatureStore
-from genreflow.paths import Layout
-from genreflow.split_lists import log_training_tracks
-from genreflow.tracking import configure_mlflow
-from genreflow.training.dataset_input import log_manifest_input
-from genreflow.training.epoch_log import EpochLogger
-from genreflow.training.export import example_waveforms, log_serving_model
-from genreflow.training.store_check import check_store_matches
+from genreflow.features.store_check import check_store_matches
+from genreflow.serving.export import example_waveforms, log_serving_model
+from genreflow.tracking.dataset_input import log_manifest_input
+from genreflow.tracking.epoch_log import EpochLogger
+from genreflow.tracking.runs import configure_mlflow
+from genreflow.tracking.training_tracks import log_training_tracks
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def train_stage(
     import mlflow
 
     from genreflow.models import build_classifier
-    from genreflow.models.serving import save_model
+    from genreflow.serving.core import save_model
     from genreflow.training.loop import train_classifier
 
     if section not in SECTIONS:
@@ -68,7 +69,7 @@ def train_stage(
     _, n_mels, n_frames = store.features.shape
     classifier = build_classifier(train, int(n_mels), int(n_frames), len(genres))
     layout.model_dir(arch).mkdir(parents=True, exist_ok=True)
-    experiment = params.evaluate.experiment
+    experiment = params.tracking.experiment
     tracking_uri = configure_mlflow(layout, experiment)
 
     with contextlib.ExitStack() as stack:

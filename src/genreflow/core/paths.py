@@ -128,7 +128,7 @@ class Layout:
         return self.model_dir(arch) / "mlflow_run_id"
 
     def model_file(self, arch: str) -> Path:
-        """Best-epoch weights plus configs (:func:`genreflow.models.serving.save_model`)."""
+        """Best-epoch weights plus configs (:func:`genreflow.serving.core.save_model`)."""
         return self.model_dir(arch) / "model.pt"
 
     def run_info(self, arch: str) -> Path:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from genreflow.paths import Layout
-from genreflow.tracking import find_run
+from genreflow.core.paths import Layout
+from genreflow.tracking.runs import find_run
 
 
 def section_for_arch(arch: str) -> str:

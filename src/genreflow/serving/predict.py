@@ -1,6 +1,6 @@
 """``genreflow predict`` as a tool: many files and folders, one bad file never stops a batch.
 
-What the command adds around :class:`genreflow.inference.ServedModel`:
+What the command adds around :class:`genreflow.serving.served.ServedModel`:
 
 - **Discovery.** Arguments are files or folders; folders are walked recursively for audio
   files (:data:`AUDIO_SUFFIXES`), hidden entries skipped, in sorted order, so the same tree
@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 
 if TYPE_CHECKING:  # torch and mlflow load when a prediction is asked for
-    from genreflow.inference import Analysis, ServedModel
+    from genreflow.serving.served import Analysis, ServedModel
 
 AUDIO_SUFFIXES = frozenset({".wav", ".au", ".flac", ".ogg", ".mp3", ".aiff", ".aif"})
 PROGRESS_MIN_FILES = 2  # a bar for a single file is noise
@@ -101,7 +101,7 @@ def discover(inputs: Iterable[Path]) -> list[Path | InputFailure]:
 # --------------------------------------------------------------------------- model
 def _store_missing(model_uri: str, tracking_uri: str) -> Path | None:
     """The absent SQLite file a registry/run URI would need, else ``None`` (never creates it)."""
-    from genreflow.tracking import sqlite_path
+    from genreflow.tracking.runs import sqlite_path
 
     if not model_uri.startswith(("models:/", "runs:/")):
         return None
@@ -122,7 +122,7 @@ def load_served_model(model_uri: str, tracking_uri: str) -> ServedModel:
     """:meth:`ServedModel.load` with failures turned into one :class:`ModelLoadError` line."""
     from mlflow.exceptions import MlflowException
 
-    from genreflow.inference import ServedModel
+    from genreflow.serving.served import ServedModel
 
     db = _store_missing(model_uri, tracking_uri)
     if db is not None:
@@ -225,7 +225,7 @@ class Summary:
 
 def _failure_from(path: Path, exc: BaseException) -> InputFailure:
     """One line's worth of reason; the path is not repeated when the message starts with it."""
-    from genreflow.runner import is_user_error
+    from genreflow.core.runner import is_user_error
 
     reason = getattr(exc, "reason", None) or str(exc).strip() or type(exc).__name__
     for prefix in (f"{path}: ", f"{path.resolve()}: "):

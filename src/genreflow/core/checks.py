@@ -1,4 +1,4 @@
-"""The value checks behind :func:`genreflow.config.validate_params`.
+"""The value checks behind :func:`genreflow.core.config.validate_params`.
 
 Two kinds, both data rather than code paths: a :class:`Range` declared on a field with
 :func:`ranged` (one value against constants), and the :data:`RULES` table (checks that involve
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from genreflow.config import Params
+    from genreflow.core.config import Params
 
 
 @dataclass(frozen=True)

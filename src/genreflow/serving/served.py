@@ -1,7 +1,7 @@
 """Analyse audio with a registered model (by default the champion): genre, probabilities and
 the song vector.
 
-The logged model is an MLflow pyfunc (:mod:`genreflow.pyfunc_model`) around an exported
+The logged model is an MLflow pyfunc (:mod:`genreflow.serving.pyfunc`) around an exported
 torch core that holds the log-mel front-end and the classifier. :class:`ServedModel` loads
 that pyfunc and then calls the torch core directly (no pandas, no schema enforcement on the
 hot path); ``mlflow models serve`` runs the very same :class:`ServedModel` inside the pyfunc,
@@ -9,7 +9,8 @@ so ``genreflow predict``, the registry's re-scoring, robustness, similar-song se
 REST server all see the same numbers (padding of short clips included).
 
 Files are decoded, down-mixed and resampled in blocks and scored in windows aligned to the
-segment hop (:mod:`genreflow.audio_stream`), so a one-hour file needs the memory of a window,
+segment hop (:mod:`genreflow.serving.audio_stream`), so a one-hour file needs the memory of a
+window,
 and the sums over segments equal the whole-file result. Heavy imports wait until a
 prediction is asked for, so the CLI starts quickly.
 """
@@ -22,17 +23,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 
 if TYPE_CHECKING:  # numpy, soundfile and torch load when a prediction is asked for
-    from genreflow.audio_stream import DecodedLength, SegmentGeometry, Window
+    from genreflow.serving.audio_stream import DecodedLength, SegmentGeometry, Window
 
 # 40 segments (61.5 s at the default 3-s segments and 1.5-s hop): a 30-s clip is one window,
 # so a clip costs one forward pass, and a window's CNN activations stay near 100 MB.
 DEFAULT_WINDOW_SEGMENTS = 40
 
 
-SERVING_KIND = "genreflow.pyfunc_model pyfunc"
+SERVING_KIND = "genreflow.serving.pyfunc pyfunc"
 
 
 class BadInputAudioError(GenreflowError, ValueError):
@@ -44,8 +45,8 @@ class NotAServingModelError(GenreflowError, ValueError):
 
 
 def champion_uri(params: Any) -> str:
-    """``models:/<params.evaluate.registered_model>@champion``: the name comes from params."""
-    return f"models:/{params.evaluate.registered_model}@champion"
+    """``models:/<params.tracking.registered_model>@champion``: the name comes from params."""
+    return f"models:/{params.tracking.registered_model}@champion"
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class ServedModel:
         Decoded in blocks and scored in windows (bounded memory). Raises
         :class:`~genreflow.audio.AudioDecodeError` naming a file that cannot be decoded.
         """
-        from genreflow.audio_stream import DecodedLength, file_blocks, segment_windows
+        from genreflow.serving.audio_stream import DecodedLength, file_blocks, segment_windows
 
         length = DecodedLength()
         blocks = self._target_blocks(file_blocks(path, length, self._block_frames()), length)
@@ -147,7 +148,7 @@ class ServedModel:
         float at ``sample_rate`` (down-mixed by channel mean, resampled to the model's rate)."""
         import numpy as np
 
-        from genreflow.audio_stream import resampled_blocks, segment_windows
+        from genreflow.serving.audio_stream import resampled_blocks, segment_windows
 
         wave = np.asarray(wave, dtype=np.float32)
         if wave.ndim == 2:
@@ -184,14 +185,14 @@ class ServedModel:
 
     # ------------------------------------------------------------------ internals
     def _block_frames(self) -> int:
-        from genreflow.audio_stream import DEFAULT_BLOCK_FRAMES
+        from genreflow.serving.audio_stream import DEFAULT_BLOCK_FRAMES
 
         return self.block_frames or DEFAULT_BLOCK_FRAMES
 
     def _target_blocks(self, blocks: Iterable[Any], length: DecodedLength) -> Iterable[Any]:
         """Resample ``blocks`` to the model's rate (the source rate is known once the first
         block was read, so this wraps lazily)."""
-        from genreflow.audio_stream import resampled_blocks
+        from genreflow.serving.audio_stream import resampled_blocks
 
         it = iter(blocks)
         first = next(it, None)  # opens the file: length.sample_rate is set from here on

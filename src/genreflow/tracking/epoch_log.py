@@ -15,10 +15,10 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from genreflow.atomic import atomic_path
-from genreflow.config import Params
-from genreflow.paths import Layout
-from genreflow.tracking import training_run
+from genreflow.core.atomic import atomic_path
+from genreflow.core.config import Params
+from genreflow.core.paths import Layout
+from genreflow.tracking.runs import training_run
 
 CSV_COLUMNS = (
     "epoch",

@@ -4,7 +4,7 @@ Why: the tools' own clients retry for minutes against a dead store (MLflow's HTT
 off over several attempts, s3fs retries each object), and a retrain that trains for an hour
 before discovering that ``dvc push`` cannot reach its remote has wasted the hour. These checks
 run first, take a few seconds at most, and raise :class:`StoreUnreachable` with one line that
-names the URL, which :mod:`genreflow.runner` prints as ``genreflow <command>: error: ...``.
+names the URL, which :mod:`genreflow.core.runner` prints as ``genreflow <command>: error: ...``.
 
 They only prove that the store answers; they do not write to it (a check must never leave
 debris in a shared store).
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from genreflow.config import FeatureParams
-from genreflow.errors import StaleInputError
+from genreflow.core.config import FeatureParams
+from genreflow.core.errors import StaleInputError
 from genreflow.features.store import FeatureStore
 
 

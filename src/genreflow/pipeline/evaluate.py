@@ -29,16 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.atomic import atomic_path, write_json
-from genreflow.config import ConfigError, Params
-from genreflow.errors import GenreflowError, StaleInputError
+from genreflow.core.atomic import atomic_path, write_json
+from genreflow.core.config import ConfigError, Params
+from genreflow.core.errors import GenreflowError, StaleInputError
+from genreflow.core.paths import Layout
 from genreflow.features.store import FeatureStore
-from genreflow.paths import Layout
+from genreflow.pipeline.train import SECTIONS
 from genreflow.registry.promotion import HeldOutClips
 from genreflow.registry.versions import Candidate
-from genreflow.tracking import TAG_GIT_COMMIT, configure_mlflow, find_run, git_commit
-from genreflow.training.run_info import read_run_info
-from genreflow.training.stage import SECTIONS
+from genreflow.tracking.run_info import read_run_info
+from genreflow.tracking.runs import TAG_GIT_COMMIT, configure_mlflow, find_run, git_commit
 
 METRIC_PREFIX = "test_"
 
@@ -221,7 +221,7 @@ def _score_candidate(
 ) -> tuple[Candidate, dict[str, Any]]:
     """Validation and test scores of one trained model, its confusion outputs, its candidate."""
     from genreflow.evaluation.metrics import score_clips
-    from genreflow.models.serving import load_classifier
+    from genreflow.serving.core import load_classifier
 
     ev = params.evaluate
     genres = store.genres
@@ -268,7 +268,7 @@ def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dic
 
     ev = params.evaluate
     sections = _check_params(params)
-    tracking_uri = configure_mlflow(layout, ev.experiment)
+    tracking_uri = configure_mlflow(layout, params.tracking.experiment)
 
     # Check every candidate's run first: fail before writing anything.
     infos: dict[str, dict[str, Any]] = {}
@@ -301,7 +301,7 @@ def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dic
         seed=ev.bootstrap_seed,
     )
     decisions = register_and_promote(
-        ev.registered_model,
+        params.tracking.registered_model,
         candidates,
         aligned_correctness(clips, b_ids, b_true, b_pred),
         clips,
@@ -309,9 +309,9 @@ def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dic
         tracking_uri,
         progress=progress,
     )
-    champion = get_alias(ev.registered_model, CHAMPION_ALIAS)
+    champion = get_alias(params.tracking.registered_model, CHAMPION_ALIAS)
     promotion = {
-        "registered_model": ev.registered_model,
+        "registered_model": params.tracking.registered_model,
         "selection": "best validation clip accuracy, then validation macro-F1",
         "selected": next(d.arch for d in decisions if d.selected),
         "rule": decisions[0].rule,
@@ -331,7 +331,7 @@ def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dic
         [
             {
                 "time": now,
-                "registered_model": ev.registered_model,
+                "registered_model": params.tracking.registered_model,
                 "champion_after": promotion["champion_version"],
                 **d.to_dict(),
             }

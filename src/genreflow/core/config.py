@@ -8,7 +8,7 @@ deep in the pipeline. The dataclass defaults exist only so tests can build param
 they equal ``params.yaml`` (``tests/code/test_params_file.py`` fails when they drift apart).
 
 Range checks are declared next to the field they guard (``ranged(default, "> 0")``); checks
-involving several keys are the ``RULES`` table in :mod:`genreflow.config_checks`.
+involving several keys are the ``RULES`` table in :mod:`genreflow.core.checks`.
 Constructing a dataclass checks nothing.
 """
 
@@ -23,8 +23,8 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from genreflow.config_checks import find_problems, ranged
-from genreflow.errors import GenreflowError
+from genreflow.core.checks import find_problems, ranged
+from genreflow.core.errors import GenreflowError
 
 GTZAN_GENRES: tuple[str, ...] = (
     "blues",
@@ -236,10 +236,19 @@ class EvaluateParams:
     bootstrap_seed: int = ranged(0, ">= 0")
     promotion_margin: float = ranged(0.0, "[0, 1)")
     promotion_alpha: float = ranged(0.05, "(0, 0.5)")  # the gate's bound is one-sided 1 - alpha
-    registered_model: str = "genre-classifier"
-    experiment: str = "genreflow"
     robustness: RobustnessParams = field(default_factory=RobustnessParams)
     search: SearchParams = field(default_factory=SearchParams)
+
+
+# --------------------------------------------------------------------------- tracking
+@dataclass(frozen=True)
+class TrackingParams:
+    """Where runs and models are recorded: read by training (the experiment its runs land in),
+    evaluate (the registered model it promotes) and the commands that use the champion.
+    Every stage that reads it lists it in ``dvc.yaml``."""
+
+    experiment: str = "genreflow"
+    registered_model: str = "genre-classifier"
 
 
 # --------------------------------------------------------------------------- runtime (no stage)
@@ -262,6 +271,7 @@ class Params:
     train_cnn: TrainParams = field(default_factory=TrainParams)
     train_lstm: TrainParams = field(default_factory=train_lstm_defaults)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    tracking: TrackingParams = field(default_factory=TrackingParams)
     runtime: RuntimeParams = field(default_factory=RuntimeParams)
 
 

@@ -12,14 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from genreflow.atomic import atomic_path
-from genreflow.config import FeatureParams, TrainParams, from_dict, to_dict
+from genreflow.core.atomic import atomic_path
+from genreflow.core.config import FeatureParams, TrainParams, from_dict, to_dict
 from genreflow.features.frontend import LogMelFrontend
 from genreflow.models import build_classifier
 
 MODEL_FORMAT = "genreflow-classifier/1"
 
-# The logged serving model (training.export writes it, genreflow.pyfunc_model reads it): an
+# The logged serving model (training.export writes it, genreflow.serving.pyfunc reads it): an
 # MLflow pyfunc whose artifacts are the exported core and a JSON config of SERVING_FORMAT.
 SERVING_FORMAT = "genreflow-serving/1"
 CORE_ARTIFACT = "core"  # torch.export archive of SegmentCore
@@ -90,7 +90,7 @@ class SegmentCore(nn.Module):
     -> ``(segment logits (B, S, C), segment embeddings (B, S, D))``.
 
     Per-segment outputs rather than clip means, so the serving side can score a long file in
-    windows and average over all its segments (:mod:`genreflow.inference`).
+    windows and average over all its segments (:mod:`genreflow.serving.served`).
     """
 
     def __init__(self, model: WaveformGenreModel) -> None:

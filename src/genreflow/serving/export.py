@@ -1,6 +1,6 @@
 """The MLflow export of a trained classifier as the *serving* model.
 
-The model logged to MLflow is an MLflow pyfunc (:mod:`genreflow.pyfunc_model`) around an
+The model logged to MLflow is an MLflow pyfunc (:mod:`genreflow.serving.pyfunc`) around an
 exported core: raw mono waveform at the feature sample rate in, per-segment logits and
 embeddings out, with the very log-mel front-end that made the training features inside. The
 core is a ``torch.export`` archive (an artifact of the pyfunc): loading it runs no pickled
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from genreflow.audio import load_mono
-from genreflow.config import FeatureParams
+from genreflow.core.config import FeatureParams
+from genreflow.core.paths import Layout
 from genreflow.features.frontend import LogMelFrontend, n_segments
 from genreflow.features.store import FeatureStore
-from genreflow.paths import Layout
 
 EXAMPLE_CLIPS = 2  # a batch > 1, so torch.export keeps the batch dimension dynamic
 
@@ -56,7 +56,7 @@ def example_waveforms(
 def serving_signature(sample_rate: int) -> Any:
     """Input: float32 waveforms ``(clips, samples)``, both axes variable (-1); one param,
     ``sample_rate`` (default: the model's), that the clips are resampled from. Output: one
-    record per clip (see :func:`genreflow.pyfunc_model.answer`)."""
+    record per clip (see :func:`genreflow.serving.pyfunc.answer`)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import (
         Array,
@@ -92,11 +92,11 @@ def serving_signature(sample_rate: int) -> Any:
 # wrapper's code is this package's, not a copy frozen into the model, which is why changing
 # it does not retrain anything (the train stages' outputs do not depend on it).
 ENTRY_CODE = """\
-\"\"\"MLflow models-from-code entry of a genreflow serving model (genreflow.pyfunc_model).\"\"\"
+\"\"\"MLflow models-from-code entry of a genreflow serving model (genreflow.serving.pyfunc).\"\"\"
 
 from mlflow.models import set_model
 
-from genreflow.pyfunc_model import GenreflowPyfunc
+from genreflow.serving.pyfunc import GenreflowPyfunc
 
 set_model(GenreflowPyfunc())
 """
@@ -108,7 +108,7 @@ def export_core(serving: torch.nn.Module, example: np.ndarray, path: Path) -> Pa
     from torch.export import Dim
     from torch.fx.experimental import _config as fx_config
 
-    from genreflow.models.serving import SegmentCore
+    from genreflow.serving.core import SegmentCore
 
     core = SegmentCore(serving).eval()
     # Size-oblivious export: without it torch.export guards "number of segments != 1", and
@@ -134,7 +134,7 @@ def log_serving_model(
 
     import mlflow
 
-    from genreflow.models.serving import (
+    from genreflow.serving.core import (
         CONFIG_ARTIFACT,
         CORE_ARTIFACT,
         WaveformGenreModel,

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from genreflow.config import Params, TrainParams, flatten, to_dict
-from genreflow.paths import Layout
+from genreflow.core.config import Params, TrainParams, flatten, to_dict
+from genreflow.core.paths import Layout
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 REGISTRY_URI_ENV = "MLFLOW_REGISTRY_URI"
@@ -166,7 +166,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 def dir_digest(path: Path) -> str:
     """SHA-256 over a directory's files (sorted relative path + content hash of each).
 
-    Hidden files (temporary ``.*.tmp`` siblings from :mod:`genreflow.atomic`) are skipped, so
+    Hidden files (temporary ``.*.tmp`` siblings from :mod:`genreflow.core.atomic`) are skipped, so
     the digest names the content a stage actually consumed.
     """
     path = Path(path)
@@ -278,8 +278,8 @@ def training_run(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    configure_mlflow(layout, params.evaluate.experiment)
-    exp = mlflow.get_experiment_by_name(params.evaluate.experiment)
+    configure_mlflow(layout, params.tracking.experiment)
+    exp = mlflow.get_experiment_by_name(params.tracking.experiment)
     assert exp is not None  # configure_mlflow created it
     flat = run_params(params, section)
     existing = find_run(run_id) if run_id else None

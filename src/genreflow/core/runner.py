@@ -20,7 +20,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     and MLflow's (which name the run, model or store at fault)."""
     from mlflow.exceptions import MlflowException
 
-    from genreflow.errors import GenreflowError
+    from genreflow.core.errors import GenreflowError
 
     return (GenreflowError, FileNotFoundError, MlflowException)
 
