@@ -2,10 +2,20 @@
 
 from dataclasses import replace
 
+import pytest
 import torch
 
 from genreflow.core.config import AugmentParams
-from genreflow.training.augment import add_noise_floor, augment_batch, band_limit, random_eq
+from genreflow.training.augment import (
+    add_noise_floor,
+    augment_batch,
+    band_limit,
+    freq_mask,
+    mixup,
+    random_crop,
+    random_eq,
+    time_mask,
+)
 
 TOP_DB = 80.0
 
@@ -56,15 +66,81 @@ def test_noise_floor_raises_quiet_cells_only():
     assert float((out - x)[loud].abs().max()) < 0.1  # loud cells unchanged
 
 
-def test_switched_off_augmentations_draw_nothing():
-    """New augmentations at 0 leave the masks' random draws, and so old runs, unchanged."""
+# Each augmentation's "off" setting, as AugmentParams fields (masks go off by count or by width).
+SWITCHES_OFF = {
+    "random_crop": {"random_crop_frames": 0},
+    "eq": {"eq_db": 0.0},
+    "band_limit": {"band_limit_prob": 0.0},
+    "noise_floor": {"noise_prob": 0.0},
+    "freq_mask_count": {"freq_masks": 0},
+    "freq_mask_width": {"freq_mask_width": 0},
+    "time_mask_count": {"time_masks": 0},
+    "time_mask_width": {"time_mask_width": 0},
+}
+ALL_OFF = AugmentParams(
+    freq_masks=0,
+    time_masks=0,
+    random_crop_frames=0,
+    eq_db=0.0,
+    band_limit_prob=0.0,
+    noise_prob=0.0,
+    mixup_alpha=0.0,
+)
+ON = AugmentParams(freq_masks=2, time_masks=2, eq_db=6.0, band_limit_prob=1.0, noise_prob=1.0)
+
+
+def _one_off(name: str) -> dict:
+    """A call of the single augmentation ``name`` with its switch turned off."""
+    off = replace(ON, **SWITCHES_OFF[name])
+    return {
+        "random_crop": lambda x, g: random_crop(x, off.random_crop_frames, g),
+        "eq": lambda x, g: random_eq(x, off.eq_db, g),
+        "band_limit": lambda x, g: band_limit(x, off.band_limit_prob, g),
+        "noise_floor": lambda x, g: add_noise_floor(x, off.noise_prob, off.noise_db, g),
+        "freq_mask_count": lambda x, g: freq_mask(x, off.freq_masks, off.freq_mask_width, g),
+        "freq_mask_width": lambda x, g: freq_mask(x, off.freq_masks, off.freq_mask_width, g),
+        "time_mask_count": lambda x, g: time_mask(x, off.time_masks, off.time_mask_width, g),
+        "time_mask_width": lambda x, g: time_mask(x, off.time_masks, off.time_mask_width, g),
+    }[name]
+
+
+@pytest.mark.parametrize("name", sorted(SWITCHES_OFF))
+def test_a_switched_off_augmentation_draws_nothing(name):
+    """Switched off, an augmentation returns its input and leaves the generator exactly as it
+    was, so switching one off (or adding a new one at 0) leaves every other draw, and so old
+    runs and resumed checkpoints, unchanged."""
     x = _features()
-    old = AugmentParams(eq_db=0.0, band_limit_prob=0.0, noise_prob=0.0)
-    g1, g2 = _gen(5), _gen(5)
-    out = augment_batch(x, old, g1)
-    expected = augment_batch(x, replace(old, eq_db=0.0), g2)
-    assert torch.equal(out, expected)
-    assert torch.equal(g1.get_state(), g2.get_state())
-    g3 = _gen(5)
-    augment_batch(x, AugmentParams(), g3)
-    assert not torch.equal(g3.get_state(), g1.get_state())
+    g = _gen(5)
+    before = g.get_state()
+    out = _one_off(name)(x, g)
+    assert torch.equal(g.get_state(), before), f"{name} switched off drew random numbers"
+    assert torch.equal(out, x)
+    # and through augment_batch: everything else off too, this one off: nothing drawn
+    g = _gen(5)
+    assert torch.equal(augment_batch(x, replace(ALL_OFF, **SWITCHES_OFF[name]), g), x)
+    assert torch.equal(g.get_state(), before)
+
+
+@pytest.mark.parametrize("name", sorted(SWITCHES_OFF))
+def test_each_switch_alone_turns_its_draws_on(name):
+    """The converse, so the test above can fail: with only ``name``'s knobs at their ON values
+    (everything else off), augment_batch does draw."""
+    fields = {k: getattr(ON, k) for k in SWITCHES_OFF[name]}
+    if name.endswith(("_count", "_width")):  # a mask needs both its count and its width
+        stem = name.rsplit("_", 1)[0].replace("_mask", "")
+        fields = {f"{stem}_masks": 2, f"{stem}_mask_width": getattr(ON, f"{stem}_mask_width")}
+    g = _gen(5)
+    before = g.get_state()
+    augment_batch(_features(), replace(ALL_OFF, **fields), g)
+    assert not torch.equal(g.get_state(), before)
+
+
+def test_everything_switched_off_draws_nothing():
+    """All augmentations off together (mixup too): identity, and the generator untouched, so
+    its next draw is a fresh generator's first."""
+    x, g = _features(), _gen(5)
+    targets = torch.eye(x.shape[0])
+    out = augment_batch(x, ALL_OFF, g)
+    mixed, soft = mixup(out, targets, ALL_OFF.mixup_alpha, g)
+    assert torch.equal(mixed, x) and torch.equal(soft, targets)
+    assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=_gen(5)))
