@@ -375,3 +375,43 @@ def test_share_threshold_fails_with_files_named(tmp_path: Path) -> None:
     assert (reports / "gx_result.json").is_file()
     assert (reports / "data_docs" / "index.html").is_file()
     assert _tree_hashes(layout.raw_dir) == before
+
+
+def _tone_at(rms_dbfs: float, freq: float, seconds: float = 4.0) -> np.ndarray:
+    """A pure sine whose RMS is exactly ``rms_dbfs`` (a sine's RMS is its amplitude / sqrt 2)."""
+    t = np.arange(int(seconds * SR)) / SR
+    amp = np.sqrt(2.0) * 10.0 ** (rms_dbfs / 20.0)
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_rms_floor_quarantines_a_quiet_tone_and_keeps_a_soft_one(tmp_path: Path) -> None:
+    """The ``min_rms_dbfs`` floor (-60 dBFS by default) is a level, not a test for digital
+    silence: a real tone at -70 dBFS RMS is quarantined as silent, naming its level, while one
+    at -50 dBFS passes. Only all-zero audio is planted above, which any floor catches."""
+    assert ValidateParams().min_rms_dbfs == -60.0
+    raw = tmp_path / "data" / "raw"
+    for gi, genre in enumerate(GENRES):
+        (raw / genre).mkdir(parents=True)
+        for i in range(4):
+            wave = _tone(4.0, 220.0 + 40 * i + 7 * gi, seed=10 * gi + i)
+            sf.write(raw / genre / f"{genre}.{i:05d}.wav", wave, SR, subtype="PCM_16")
+    # FLOAT WAVs keep the scaled samples exactly (16-bit would add quantisation noise).
+    quiet, soft = "blues/blues.00200.wav", "classical/classical.00201.wav"
+    sf.write(raw / quiet, _tone_at(-70.0, 330.0), SR, subtype="FLOAT")
+    sf.write(raw / soft, _tone_at(-50.0, 370.0), SR, subtype="FLOAT")
+    _write_manifest(tmp_path)
+    layout = Layout.from_root(tmp_path)
+
+    summary = validate(make_params(0.6), layout, progress=False, workers=1)
+
+    assert summary.n_quarantined == 1 and summary.n_accepted == 13
+    q = pd.read_csv(layout.validation_reports / "quarantine.csv").set_index("path")
+    assert list(q.index) == [f"data/raw/{quiet}"]
+    assert q.loc[f"data/raw/{quiet}", "reason"] == "silent: RMS -70.0 dBFS < -60"
+    clips = pd.read_csv(layout.validation_reports / "clips.csv", keep_default_na=False)
+    row = clips.set_index("path").loc[f"data/raw/{soft}"]
+    assert row["status"] == "accepted" and row["reason"] == ""
+    assert float(row["rms_dbfs"]) == pytest.approx(-50.0, abs=0.01)
+    assert f"data/raw/{soft}" in set(pd.read_csv(layout.validated_manifest)["path"])
+    # Great Expectations flagged the quiet tone under its level check, and only it.
+    assert _gx_flagged(layout, "not_silent") == (False, [f"data/raw/{quiet}"])
