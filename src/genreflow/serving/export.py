@@ -126,9 +126,15 @@ def log_serving_model(
     feature_params: FeatureParams,
     genres: list[str],
     example: np.ndarray,
+    *,
+    entry_code: str = ENTRY_CODE,
 ) -> Any:
     """Log the serving pyfunc (core + config + entry code) to the active run; returns
-    MLflow's ``ModelInfo``."""
+    MLflow's ``ModelInfo``.
+
+    ``entry_code`` is the models-from-code file; only tests change it, to log a model as an
+    older genreflow did (its entry imported ``genreflow.pyfunc_model``) and check that such
+    registered models still load."""
     import json
     import tempfile
 
@@ -162,7 +168,7 @@ def log_serving_model(
         config_file = Path(tmp) / "serving.json"
         config_file.write_text(json.dumps(config, indent=1))
         entry = Path(tmp) / "genreflow_model.py"
-        entry.write_text(ENTRY_CODE)
+        entry.write_text(entry_code)
         one_clip = example[:1, : feature_params.segment_samples]  # a small logged example
         return mlflow.pyfunc.log_model(
             name="model",
