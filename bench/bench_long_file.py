@@ -66,7 +66,7 @@ def child(model_uri: str, path: str | None, threads: int) -> None:
     import torch
 
     from genreflow.serving.predict import load_served_model
-    from genreflow.tracking.runs import resolve_tracking_uri
+    from genreflow.tracking.store import resolve_tracking_uri
 
     torch.set_num_threads(threads)
     served = load_served_model(model_uri, resolve_tracking_uri(Path.cwd()))

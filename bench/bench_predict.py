@@ -60,7 +60,7 @@ def repo_champion(params) -> BenchModel | None:
     from mlflow.tracking import MlflowClient
 
     from genreflow.core.paths import Layout
-    from genreflow.tracking.runs import resolve_tracking_uri, set_tracking, sqlite_path
+    from genreflow.tracking.store import resolve_tracking_uri, set_tracking, sqlite_path
 
     layout = Layout.from_root(REPO)
     db = sqlite_path(resolve_tracking_uri(layout.root))
@@ -107,7 +107,7 @@ def fresh_champion(workdir: Path, params, arch: str) -> BenchModel:
     from genreflow.core.paths import Layout
     from genreflow.models import build_classifier
     from genreflow.serving.export import log_serving_model
-    from genreflow.tracking.runs import configure_mlflow
+    from genreflow.tracking.store import configure_mlflow
 
     root = workdir / "repo"
     root.mkdir(parents=True)
@@ -329,7 +329,7 @@ def main() -> None:
 
     from genreflow.core.config import load_params
     from genreflow.serving.predict import load_served_model
-    from genreflow.tracking.runs import resolve_tracking_uri
+    from genreflow.tracking.store import resolve_tracking_uri
 
     torch.set_num_threads(args.threads)
     params = load_params(REPO / "params.yaml")

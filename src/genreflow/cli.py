@@ -180,7 +180,7 @@ def retrain(
 
 def _registry_action(command: str, name: str | None, root: Path | None, action) -> None:
     """Run ``action(registered_model_name, layout)`` against this repo's registry; print JSON."""
-    from genreflow.tracking.runs import configure_mlflow
+    from genreflow.tracking.store import configure_mlflow
 
     def go() -> None:
         layout, params = _context(root)
@@ -276,7 +276,7 @@ def predict(
         from genreflow.core.paths import Layout
         from genreflow.serving.predict import load_served_model, run_predict
         from genreflow.serving.served import champion_uri
-        from genreflow.tracking.runs import set_tracking
+        from genreflow.tracking.store import set_tracking
 
         layout = Layout.from_root(root)
         uri = model_uri
@@ -319,7 +319,7 @@ def similar(
 
     def go() -> None:
         from genreflow.similarity.query import find_similar, format_table
-        from genreflow.tracking.runs import set_tracking
+        from genreflow.tracking.store import set_tracking
 
         layout, params = _context(root)
         set_tracking(layout)
@@ -344,7 +344,7 @@ def index_command(root: RootOption = None, quiet: QuietOption = False) -> None:
         from genreflow.registry.aliases import RegistryError
         from genreflow.similarity.build import build_champion_index, describe_index
         from genreflow.similarity.tracked import record_rebuilt_index
-        from genreflow.tracking.runs import configure_mlflow
+        from genreflow.tracking.store import configure_mlflow
 
         layout, params = _context(root)
         configure_mlflow(layout, params.tracking.experiment)
@@ -374,7 +374,7 @@ def ui(
     from genreflow.core.config import load_params
     from genreflow.core.errors import GenreflowError
     from genreflow.core.paths import Layout
-    from genreflow.tracking.runs import resolve_tracking_uri
+    from genreflow.tracking.store import resolve_tracking_uri
     from genreflow.tracking.ui_links import ui_banner
 
     layout = Layout.from_root(root)

@@ -19,9 +19,10 @@ import pytest
 import soundfile as sf
 
 from genreflow.core.config import DataParams, UrlParams
+from genreflow.core.hashing import file_sha256
 from genreflow.core.paths import Layout
 from genreflow.sources.download import ChecksumMismatchError, DownloadError, download
-from genreflow.sources.manifest import read_manifest, sha256_file
+from genreflow.sources.manifest import read_manifest
 from genreflow.sources.stage import fetch
 
 PAYLOAD = random.Random(0).randbytes(200_000)
@@ -155,7 +156,7 @@ def test_interrupted_transfer_resumes_with_range(server, tmp_path: Path, sleeps)
     assert [r["range"] for r in state.requests] == [None, "bytes=70000-"]
     assert state.requests[1]["if_range"] == '"v1"'
     assert dest.stat().st_size == len(PAYLOAD)
-    assert sha256_file(dest) == PAYLOAD_SHA
+    assert file_sha256(dest) == PAYLOAD_SHA
     assert len(sleeps) == 1  # one retry after the dropped connection
 
 
@@ -174,7 +175,7 @@ def test_resume_after_a_killed_run(server, tmp_path: Path, sleeps) -> None:
     assert part.stat().st_size == 50_000 and not dest.exists()
     _dl(f"{url}/genres.tar.gz", dest, PAYLOAD_SHA, sleeps)
     assert state.requests[-1]["range"] == "bytes=50000-"
-    assert sha256_file(dest) == PAYLOAD_SHA and not part.exists()
+    assert file_sha256(dest) == PAYLOAD_SHA and not part.exists()
 
 
 def test_giving_up_keeps_the_part_for_the_next_run(server, tmp_path: Path, sleeps) -> None:
@@ -333,7 +334,7 @@ def test_fetch_from_url_downloads_extracts_and_caches(server, tmp_path: Path) ->
     ]
     assert rows[0]["path"] == "data/raw/genres/blues/blues.00000.au"
     cached = layout.downloads_dir / "genres.tar.gz"
-    assert sha256_file(cached) == sha
+    assert file_sha256(cached) == sha
     assert [p.name for p in layout.downloads_dir.iterdir()] == ["genres.tar.gz"]  # no scratch
     fetch(params, layout, progress=False)  # second run reuses the cached archive
     assert len(state.requests) == 1

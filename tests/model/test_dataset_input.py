@@ -31,9 +31,10 @@ def test_training_run_logs_the_validated_manifest(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
+    from genreflow.core.hashing import file_sha256
     from genreflow.pipeline.train import train_stage
     from genreflow.tracking.dataset_input import CONTEXT, DATASET_NAME, manifest_digest
-    from genreflow.tracking.runs import TAG_MANIFEST_SHA, file_sha256
+    from genreflow.tracking.runs import TAG_MANIFEST_SHA
 
     tiny.use_tracking_db(monkeypatch, tmp_path, tmp_path_factory)
     summary = train_stage(tiny.params(epochs=1), "train_lstm", tiny_repo, progress=False)

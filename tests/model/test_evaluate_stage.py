@@ -297,7 +297,7 @@ def _store_copy(uri: str, tmp_path: Path, monkeypatch) -> str:
     """A copy of the module's store (artifacts stay shared), so a test may move aliases."""
     import shutil
 
-    from genreflow.tracking.runs import sqlite_path
+    from genreflow.tracking.store import sqlite_path
 
     db = tmp_path / "copy" / "mlflow.db"
     db.parent.mkdir()

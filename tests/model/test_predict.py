@@ -69,7 +69,7 @@ def _write_audio(audio: Path, sample_rate: int) -> None:
 def repo(tiny, tmp_path_factory: pytest.TempPathFactory) -> PredictRepo:
     from genreflow.core.config import to_dict
     from genreflow.core.paths import Layout
-    from genreflow.tracking.runs import configure_mlflow
+    from genreflow.tracking.store import configure_mlflow
 
     root = tmp_path_factory.mktemp("predictrepo")
     base = tiny.params()
@@ -155,7 +155,7 @@ def test_predictions_are_the_served_models(env):
     from genreflow.core.paths import Layout
     from genreflow.serving.predict import analyse
     from genreflow.serving.served import ServedModel, champion_uri
-    from genreflow.tracking.runs import set_tracking
+    from genreflow.tracking.store import set_tracking
 
     layout = Layout.from_root(env.root)
     set_tracking(layout)
@@ -197,7 +197,7 @@ def test_progress_bar_on_a_terminal_unless_quiet(env, quiet):
     from genreflow.core.paths import Layout
     from genreflow.serving.predict import run_predict
     from genreflow.serving.served import ServedModel
-    from genreflow.tracking.runs import set_tracking
+    from genreflow.tracking.store import set_tracking
 
     set_tracking(Layout.from_root(env.root))
     served = ServedModel.load(f"models:/{NAME}@champion")

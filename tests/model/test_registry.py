@@ -40,7 +40,7 @@ def registry(tiny, tmp_path, tmp_path_factory, monkeypatch):
     """Three versions of the model in a fresh store (model files are not needed for aliases)."""
     from mlflow.tracking import MlflowClient
 
-    from genreflow.tracking.runs import set_tracking
+    from genreflow.tracking.store import set_tracking
 
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     uri = tiny.tracking_db(tmp_path_factory, tmp_path / "mlflow.db")

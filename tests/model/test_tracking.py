@@ -11,17 +11,10 @@ from pathlib import Path
 import pytest
 
 from genreflow.core.config import Params
+from genreflow.core.hashing import file_sha256
 from genreflow.core.paths import Layout
-from genreflow.tracking.runs import (
-    configure_mlflow,
-    dir_digest,
-    file_sha256,
-    git_commit,
-    resolve_tracking_uri,
-    run_params,
-    tracking_root,
-    training_run,
-)
+from genreflow.tracking.runs import dir_digest, git_commit, run_params, training_run
+from genreflow.tracking.store import configure_mlflow, resolve_tracking_uri, tracking_root
 
 
 @pytest.fixture()

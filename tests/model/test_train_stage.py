@@ -29,9 +29,10 @@ def test_train_stage_logs_run_and_writes_outputs(
 ):
     from mlflow.tracking import MlflowClient
 
+    from genreflow.core.hashing import file_sha256
     from genreflow.pipeline.train import train_stage
     from genreflow.serving.core import load_classifier
-    from genreflow.tracking.runs import TAG_FEATURES_DIGEST, TAG_MANIFEST_SHA, file_sha256
+    from genreflow.tracking.runs import TAG_FEATURES_DIGEST, TAG_MANIFEST_SHA
 
     tiny.use_tracking_db(monkeypatch, tmp_path, tmp_path_factory)
     monkeypatch.setenv("DVC_STAGE", "train_cnn")

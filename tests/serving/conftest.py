@@ -64,7 +64,7 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     from genreflow.models import build_classifier
     from genreflow.serving.core import WaveformGenreModel
     from genreflow.serving.export import log_serving_model
-    from genreflow.tracking.runs import quiet_mlflow
+    from genreflow.tracking.store import quiet_mlflow
 
     helpers = model_helpers()
     fp, genres = helpers.TINY_FEATURES, list(helpers.GENRES)

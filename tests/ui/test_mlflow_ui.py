@@ -94,10 +94,10 @@ def store(tiny, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """Train both tiny models and evaluate them once: runs, versions and a champion."""
     from mlflow.tracking import MlflowClient
 
+    from genreflow.core.hashing import file_sha256
     from genreflow.pipeline.evaluate import evaluate_stage
     from genreflow.pipeline.train import train_stage
     from genreflow.tracking.dataset_input import manifest_digest
-    from genreflow.tracking.runs import file_sha256
 
     root = tmp_path_factory.mktemp("uirepo")
     uri = tiny.tracking_db(tmp_path_factory, root / "mlflow.db")

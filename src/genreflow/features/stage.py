@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from genreflow.core.atomic import atomic_dir
 from genreflow.core.config import ExcerptParams, FeatureParams, to_dict
+from genreflow.core.hashing import file_sha256
 from genreflow.core.paths import Layout
 from genreflow.features.excerpts import (
     EXCERPT_COLUMNS,
@@ -211,7 +212,7 @@ def spectrogramize(
     segments = np.concatenate(blocks) if blocks else np.zeros((0, params.n_mels, 0), np.float16)
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     table = pd.DataFrame(excerpts, columns=EXCERPT_COLUMNS)
-    manifest_sha = hashlib.sha256(layout.validated_manifest.read_bytes()).hexdigest()
+    manifest_sha = file_sha256(layout.validated_manifest)
     meta = {
         "features": to_dict(params),
         "genres": list(genres),

@@ -38,7 +38,8 @@ from genreflow.pipeline.train import SECTIONS
 from genreflow.registry.promotion import HeldOutClips
 from genreflow.registry.versions import Candidate
 from genreflow.tracking.run_info import read_run_info
-from genreflow.tracking.runs import TAG_GIT_COMMIT, configure_mlflow, find_run, git_commit
+from genreflow.tracking.runs import TAG_GIT_COMMIT, find_run, git_commit
+from genreflow.tracking.store import configure_mlflow
 
 METRIC_PREFIX = "test_"
 

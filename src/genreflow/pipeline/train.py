@@ -37,7 +37,7 @@ from genreflow.features.store_check import check_store_matches
 from genreflow.serving.export import example_waveforms, log_serving_model
 from genreflow.tracking.dataset_input import log_manifest_input
 from genreflow.tracking.epoch_log import EpochLogger
-from genreflow.tracking.runs import configure_mlflow
+from genreflow.tracking.store import configure_mlflow
 from genreflow.tracking.training_tracks import log_training_tracks
 
 log = logging.getLogger(__name__)

@@ -151,7 +151,7 @@ def promotion_lock(tracking_uri: str, name: str) -> Iterator[None]:
     """
     from filelock import FileLock, Timeout
 
-    from genreflow.tracking.runs import sqlite_path
+    from genreflow.tracking.store import sqlite_path
 
     db = sqlite_path(tracking_uri)
     if db is None:

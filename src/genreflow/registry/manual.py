@@ -56,7 +56,7 @@ def promote(
 def _promote(name: str, version: str | int, layout: Layout, reason: str) -> dict[str, Any]:
     from mlflow.exceptions import MlflowException
 
-    from genreflow.tracking.runs import set_tracking
+    from genreflow.tracking.store import set_tracking
 
     uri = set_tracking(layout)
     with aliases.promotion_lock(uri, name):
@@ -96,7 +96,7 @@ def rollback(name: str, layout: Layout) -> dict[str, Any]:
 
 
 def _rollback(name: str, layout: Layout) -> dict[str, Any]:
-    from genreflow.tracking.runs import set_tracking
+    from genreflow.tracking.store import set_tracking
 
     uri = set_tracking(layout)
     with aliases.promotion_lock(uri, name):
@@ -143,7 +143,7 @@ def _rollback(name: str, layout: Layout) -> dict[str, Any]:
 
 def describe(name: str, layout: Layout) -> dict[str, Any]:
     """Every version of ``name`` with its aliases and tags, and both histories."""
-    from genreflow.tracking.runs import set_tracking
+    from genreflow.tracking.store import set_tracking
 
     set_tracking(layout)
     found = aliases.client().search_model_versions(filter_string=f"name = '{name}'")

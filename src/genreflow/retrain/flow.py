@@ -40,7 +40,7 @@ from genreflow.retrain.overrides import Override, parse_overrides
 from genreflow.retrain.pipeline import fingerprint, pipeline_args, stages_run
 from genreflow.retrain.report import Confusion, ReportInputs, read_confusion, render
 from genreflow.sources.manifest import ManifestRow, read_manifest
-from genreflow.tracking.runs import resolve_tracking_uri
+from genreflow.tracking.store import resolve_tracking_uri
 
 REPORT_NAME = "retrain.md"
 ARCHS = ("cnn", "crnn")  # evaluate's confusion outputs, one per trained architecture

@@ -101,7 +101,7 @@ def discover(inputs: Iterable[Path]) -> list[Path | InputFailure]:
 # --------------------------------------------------------------------------- model
 def _store_missing(model_uri: str, tracking_uri: str) -> Path | None:
     """The absent SQLite file a registry/run URI would need, else ``None`` (never creates it)."""
-    from genreflow.tracking.runs import sqlite_path
+    from genreflow.tracking.store import sqlite_path
 
     if not model_uri.startswith(("models:/", "runs:/")):
         return None

@@ -8,12 +8,12 @@ the manifest goes into the index's meta, so a query can tell the corpus changed 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
 
 from genreflow.core.errors import GenreflowError
+from genreflow.core.hashing import file_sha256
 from genreflow.core.paths import Layout
 
 COLUMNS = ("track_id", "path", "genre", "split")
@@ -26,7 +26,7 @@ class CorpusError(GenreflowError, ValueError):
 
 def manifest_digest(path: Path) -> str:
     """sha256 of the manifest's bytes: what the index was built from."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 def read_corpus(layout: Layout) -> pd.DataFrame:

@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 from tqdm import tqdm
 
 from genreflow.core.errors import GenreflowError
-from genreflow.sources.manifest import sha256_file
+from genreflow.core.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def download(
         if not expected:
             log.warning("%s: reusing %s unverified (data.url.sha256 is empty)", url, dest)
             return dest
-        actual = sha256_file(dest)
+        actual = file_sha256(dest)
         if actual == expected:
             log.info("%s: reusing verified %s", url, dest)
             return dest
@@ -265,7 +265,7 @@ def download(
             log.warning("%s: %s; retrying in %.1f s (attempt %d)", url, exc, delay, attempts + 1)
             sleep(delay)
 
-    actual = sha256_file(part)
+    actual = file_sha256(part)
     if expected and actual != expected:
         _discard(part, meta)
         raise ChecksumMismatchError(url, expected, actual)

@@ -8,15 +8,15 @@ longer matches its ``sha256``.
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypedDict
 
 from tqdm import tqdm
 
+from genreflow.core.hashing import file_sha256
+
 MANIFEST_COLUMNS: tuple[str, ...] = ("path", "genre", "track_id", "bytes", "sha256")
-_CHUNK = 1 << 20
 
 
 class ManifestRow(TypedDict):
@@ -25,15 +25,6 @@ class ManifestRow(TypedDict):
     track_id: str  # file stem, e.g. blues.00000
     bytes: int
     sha256: str
-
-
-def sha256_file(path: Path | str) -> str:
-    """Hex SHA-256 of a file, read in chunks so a 1 GB archive does not sit in memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _is_hidden(name: str) -> bool:
@@ -66,7 +57,7 @@ def scan_raw_dir(raw_dir: Path, rel_prefix: str, progress: bool = True) -> list[
                 genre=genre,
                 track_id=f.stem,
                 bytes=f.stat().st_size,
-                sha256=sha256_file(f),
+                sha256=file_sha256(f),
             )
         )
     rows.sort(key=lambda r: r["path"])

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from genreflow.tracking.runs import file_sha256
+from genreflow.core.hashing import file_sha256
 
 if TYPE_CHECKING:
     from mlflow.data.pandas_dataset import PandasDataset

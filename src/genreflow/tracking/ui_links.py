@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Sequence
 
-from genreflow.tracking.runs import quiet_mlflow, sqlite_path
+from genreflow.tracking.store import quiet_mlflow, sqlite_path
 
 log = logging.getLogger(__name__)
 

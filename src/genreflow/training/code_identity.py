@@ -20,13 +20,13 @@ bytes, so the checkpoint can say *which* file changed when it is stale.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import genreflow
+from genreflow.core.hashing import file_sha256
 
 WEIGHT_SHAPING_PACKAGES = ("models", "training")
 WEIGHT_SHAPING_FILES = ("features/frontend.py",)
@@ -57,7 +57,7 @@ def code_hashes(root: Path | None = None) -> dict[str, str]:
     """
     root = Path(root) if root is not None else package_root()
     return {
-        rel: hashlib.sha256((root / rel).read_bytes()).hexdigest()
+        rel: file_sha256(root / rel)
         for rel in weight_shaping_files(root)
     }
 

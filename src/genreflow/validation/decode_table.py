@@ -27,6 +27,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from genreflow.audio import AudioDecodeError, to_mono
+from genreflow.core.hashing import file_sha256
 from genreflow.sources.manifest import MANIFEST_COLUMNS
 from genreflow.validation.container import truncation_reason
 
@@ -55,14 +56,6 @@ TABLE_COLUMNS = (
     "clipping_ratio",
     "audio_sha256",
 )
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def audio_hash(wave: np.ndarray) -> str:
@@ -235,7 +228,7 @@ def inspect_clip(
     if path.is_file():
         row["file_bytes"] = float(path.stat().st_size)
         if expected_sha256:
-            actual = _file_sha256(path)
+            actual = file_sha256(path)
             if actual != expected_sha256:
                 row["checksum_error"] = (
                     f"checksum mismatch: file sha256 {actual[:12]}... differs from the raw "
