@@ -87,8 +87,8 @@ class FakeRunner:
     ) -> None:
         self.root = root
         self.decision = decision  # None: the pipeline is up to date, evaluate does not run
-        self.remote = remote  # `dvc config core.remote` output
-        self.listed = listed or (f"{remote}\t/somewhere\n" if remote else "")  # `dvc remote list`
+        # a real .dvc/config: retrain reads the default remote with DVC's own config loader
+        _write_dvc_config(root, remote, listed or (f"{remote}\t/somewhere\n" if remote else ""))
         self.calls: list[tuple[str, list[str]]] = []
         self.fail_step: str | None = None
 
@@ -104,10 +104,6 @@ class FakeRunner:
         output, code = "", 0
         if args[0] == "git":
             output = "f" * 40
-        elif sub[:2] == ["config", "core.remote"]:
-            output = self.remote
-        elif sub[:2] == ["remote", "list"]:
-            output = self.listed
         elif sub[:1] == ["repro"] or sub[:2] == ["exp", "run"]:
             output = "Running stage 'fetch':\nRunning stage 'evaluate':\n"
             if self.fail_step == step:
@@ -123,9 +119,20 @@ class FakeRunner:
         return StepResult(code, output)
 
 
+def _write_dvc_config(root: Path, default: str, listed: str) -> None:
+    """``.dvc/config`` with the remotes of ``listed`` (``name<TAB>url`` lines) and ``default``
+    as ``core.remote`` (empty: none)."""
+    lines = [f"[core]\n    remote = {default}\n"] if default else []
+    for line in listed.splitlines():
+        name, url = line.split("\t")
+        lines.append(f"['remote \"{name}\"']\n    url = {url}\n")
+    (root / ".dvc" / "config").write_text("".join(lines))
+
+
 @pytest.fixture()
 def fake_repo(tmp_path: Path) -> Path:
-    """A directory with the repository's params.yaml and a raw manifest, nothing else."""
+    """A directory with the repository's params.yaml, a raw manifest and an empty DVC config."""
+    (tmp_path / ".dvc").mkdir()
     shutil.copyfile(REPO / "params.yaml", tmp_path / "params.yaml")
     raw = tmp_path / "data/raw"
     raw.mkdir(parents=True)

@@ -207,7 +207,8 @@ def _steps(options: RetrainOptions, layout: Layout, tools: Tools) -> Outcome:
 
     tracking_uri = resolve_tracking_uri(layout.root)
     with step("check stores"):
-        remote = remotes.configured_remote(tools.run)
+        found = remotes.default_remote(layout.root)
+        remote = found.name if found is not None else None
         if remotes.is_http_uri(tracking_uri):
             tools.check_tracking_server(tracking_uri)
         if remote is not None:

@@ -46,45 +46,22 @@ def _one_line(exc: BaseException | str) -> str:
 
 
 # --------------------------------------------------------------------------- DVC remote
-def default_remote(root: Path) -> tuple[str, dict[str, Any]] | None:
-    """The default DVC remote of the repository at ``root`` as ``(name, config)``, or ``None``.
-
-    Read with DVC's own config loader, so every level DVC merges (system, global, repo,
-    ``config.local``) counts, and a local remote's relative URL comes back absolute.
-    """
-    from dvc.config import Config, ConfigError
-
-    dvc_dir = Path(root) / ".dvc"
-    if not dvc_dir.is_dir():
-        raise StoreConfigError(f"{root}: not a DVC repository (no .dvc directory)")
-    try:
-        config = Config(dvc_dir=str(dvc_dir))
-    except ConfigError as exc:
-        raise StoreConfigError(f"{dvc_dir}: unreadable DVC config: {_one_line(exc)}") from exc
-    name = config["core"].get("remote")
-    if not name:
-        return None
-    remotes = config.get("remote", {})
-    if name not in remotes:
-        raise StoreConfigError(
-            f"default DVC remote {name!r} is not defined (`dvc remote list` in {root})"
-        )
-    return name, dict(remotes[name])
-
-
 def check_dvc_remote(root: Path, timeout_s: float = TIMEOUT_S) -> None:
     """Raise :class:`StoreUnreachable` unless the default DVC remote of ``root`` answers.
 
     A local directory must exist and be writable; an S3 bucket (at its ``endpointurl``, if
     configured) must answer ``HeadBucket`` within ``timeout_s``. Other remote types are
-    skipped with a logged note. No default remote: nothing to check, returns ``None``.
+    skipped with a logged note. No remote at all: nothing to check, returns ``None``. Which
+    remote counts (and when its absence is an error) is decided by
+    :func:`genreflow.retrain.remotes.default_remote`.
     """
+    from genreflow.retrain.remotes import default_remote
+
     found = default_remote(root)
     if found is None:
-        log.info("no default DVC remote in %s; nothing to check", root)
+        log.info("no DVC remote in %s; nothing to check", root)
         return
-    name, remote = found
-    url = str(remote.get("url", ""))
+    name, remote, url = found.name, found.config, found.url
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("", "file"):
         _check_local_remote(name, url)
