@@ -3,6 +3,10 @@
 The pipeline commands run the same library functions as the DVC stage scripts, for
 one-off use outside ``dvc repro``; registry commands (``promote``, ``rollback``) and
 ``ui`` are for people comparing and managing runs.
+
+Every command's body runs through :func:`genreflow.core.runner.run_stage`, as the stage
+scripts do, so both fail the same way: a user error is one line and exit 1, a bug keeps its
+traceback, and Ctrl-C is ``interrupted`` and exit 130 (what shells and CI expect of SIGINT).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from genreflow.core.runner import fail, setup_logging
+from genreflow.core.runner import run_stage
 
 app = typer.Typer(
     help=(
@@ -46,14 +50,6 @@ def _context(root: Path | None):
     return layout, load_params(layout.params)
 
 
-def _run(name: str, fn) -> None:
-    setup_logging()
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - errors become exit codes here
-        fail(name, exc)
-
-
 @app.command()
 def fetch(root: RootOption = None, quiet: QuietOption = False) -> None:
     """Fetch raw audio per params `data` (synthetic, local or url) into data/raw/."""
@@ -64,7 +60,7 @@ def fetch(root: RootOption = None, quiet: QuietOption = False) -> None:
         path = do_fetch(params.data, layout, progress=not quiet, workers=params.runtime.workers)
         typer.echo(f"manifest: {path}")
 
-    _run("fetch", go)
+    run_stage("fetch", go)
 
 
 @app.command()
@@ -77,7 +73,7 @@ def validate(root: RootOption = None, quiet: QuietOption = False) -> None:
         summary = do_validate(params, layout, progress=not quiet, workers=params.runtime.workers)
         typer.echo(str(summary))
 
-    _run("validate", go)
+    run_stage("validate", go)
 
 
 @app.command()
@@ -96,7 +92,7 @@ def spectrogramize(root: RootOption = None, quiet: QuietOption = False) -> None:
         )
         typer.echo(f"segments: {meta['shape']}")
 
-    _run("spectrogramize", go)
+    run_stage("spectrogramize", go)
 
 
 @app.command()
@@ -118,7 +114,7 @@ def train(
         layout, params = _context(root)
         train_stage(params, sections[model], layout, progress=not quiet)
 
-    _run("train", go)
+    run_stage("train", go)
 
 
 @app.command()
@@ -130,7 +126,7 @@ def evaluate(root: RootOption = None, quiet: QuietOption = False) -> None:
         layout, params = _context(root)
         evaluate_stage(params, layout, progress=not quiet)
 
-    _run("evaluate", go)
+    run_stage("evaluate", go)
 
 
 @app.command(
@@ -169,7 +165,7 @@ def retrain(
     from genreflow.retrain import retrain as do_retrain
 
     outcome = []
-    _run(
+    run_stage(
         "retrain",
         lambda: outcome.append(
             do_retrain(RetrainOptions(root=root, overrides=tuple(set_ or ()), base=base))
@@ -188,7 +184,7 @@ def _registry_action(command: str, name: str | None, root: Path | None, action) 
         result = action(name or params.tracking.registered_model, layout)
         typer.echo(json.dumps(result, indent=2, default=str))
 
-    _run(command, go)
+    run_stage(command, go)
 
 
 @app.command()
@@ -285,7 +281,7 @@ def predict(
         served = load_served_model(uri, set_tracking(layout))
         summary.append(run_predict(served, paths, as_json=as_json, top=top, quiet=quiet))
 
-    _run("predict", go)
+    run_stage("predict", go)
     raise typer.Exit(summary[0].exit_code)
 
 
@@ -330,7 +326,7 @@ def similar(
             for line in format_table(found):
                 typer.echo(line)
 
-    _run("similar", go)
+    run_stage("similar", go)
 
 
 @app.command("index")
@@ -357,7 +353,7 @@ def index_command(root: RootOption = None, quiet: QuietOption = False) -> None:
         typer.echo(describe_index(meta, layout.similarity_index))
         typer.echo(record_rebuilt_index(layout))
 
-    _run("index", go)
+    run_stage("index", go)
 
 
 @app.command()
