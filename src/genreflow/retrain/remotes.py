@@ -80,9 +80,7 @@ def default_remote(root: Path) -> DvcRemote | None:
         if len(names) == 1
         else "choose one with `dvc remote default NAME`"
     )
-    raise RemoteError(
-        f"DVC remote(s) {', '.join(names)} configured but none is the default; {fix}"
-    )
+    raise RemoteError(f"DVC remote(s) {', '.join(names)} configured but none is the default; {fix}")
 
 
 def is_http_uri(uri: str) -> bool:
