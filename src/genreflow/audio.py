@@ -1,7 +1,16 @@
-"""Audio decoding through soundfile (not ``torchaudio.load``, which now needs FFmpeg)."""
+"""Audio decoding through soundfile (not ``torchaudio.load``, which now needs FFmpeg).
+
+The one home of the checks every reader of audio makes (a missing file, an empty one, one
+soundfile refuses, one that decodes to nothing) and of the :class:`AudioDecodeError` each
+raises, so training, validation and serving report a bad file in the same words: its path
+and the reason. Whole-file reads use :func:`read_audio`; readers that stream a long file in
+blocks (validation's measurements, serving's windows) use :func:`open_audio` and
+:func:`read_blocks`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +33,21 @@ class AudioDecodeError(GenreflowError, RuntimeError):
         return (type(self), (self.path, self.reason))
 
 
-def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
-    """Decode ``path`` to float32 ``(channels, samples)`` and its sample rate.
+#: What soundfile raises for a file it cannot open or read (libsndfile's errors, and the
+#: RuntimeError / ValueError some formats and truncated headers give instead).
+DECODE_ERRORS: tuple[type[Exception], ...] = (sf.LibsndfileError, RuntimeError, ValueError)
 
-    Raises :class:`AudioDecodeError` for anything soundfile cannot read, so callers can
-    quarantine the file instead of crashing the stage.
+
+def undecodable(path: Path | str, exc: BaseException) -> AudioDecodeError:
+    """The error for a file soundfile refuses, with soundfile's own reason in it."""
+    return AudioDecodeError(path, f"not decodable audio ({exc})")
+
+
+def open_audio(path: Path | str) -> sf.SoundFile:
+    """Open ``path`` for reading with soundfile (use it as a context manager).
+
+    Raises :class:`AudioDecodeError` for a missing file, an empty (0-byte) one, or one
+    soundfile cannot open, so callers can quarantine the file instead of crashing.
     """
     path = Path(path)
     if not path.is_file():
@@ -36,12 +55,46 @@ def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
     if path.stat().st_size == 0:
         raise AudioDecodeError(path, "empty file (0 bytes)")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioDecodeError(path, f"not decodable audio ({exc})") from exc
+        return sf.SoundFile(str(path))
+    except DECODE_ERRORS as exc:
+        raise undecodable(path, exc) from exc
+
+
+def read_blocks(fh: sf.SoundFile, path: Path | str, block_frames: int) -> Iterator[np.ndarray]:
+    """Float32 ``(frames, channels)`` blocks of at most ``block_frames`` from the open ``fh``.
+
+    A failure mid-file raises :class:`AudioDecodeError` naming ``path``; so does a file that
+    ends without a single sample ("decodes to zero samples"), once the blocks run out.
+    """
+    frames = 0
+    while True:
+        try:
+            block = fh.read(block_frames, dtype="float32", always_2d=True)
+        except DECODE_ERRORS as exc:
+            raise undecodable(path, exc) from exc
+        if block.shape[0] == 0:
+            break
+        frames += block.shape[0]
+        yield block
+    if frames == 0:
+        raise AudioDecodeError(path, "decodes to zero samples")
+
+
+def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
+    """Decode ``path`` to float32 ``(channels, samples)`` and its sample rate.
+
+    Raises :class:`AudioDecodeError` for a missing, empty or undecodable file, or one with no
+    samples, so callers can quarantine the file instead of crashing the stage.
+    """
+    with open_audio(path) as fh:
+        sr = int(fh.samplerate)
+        try:
+            data = fh.read(dtype="float32", always_2d=True)  # all frames, as sf.read does
+        except DECODE_ERRORS as exc:
+            raise undecodable(path, exc) from exc
     if data.shape[0] == 0:
         raise AudioDecodeError(path, "decodes to zero samples")
-    return np.ascontiguousarray(data.T), int(sr)
+    return np.ascontiguousarray(data.T), sr
 
 
 def to_mono(wave: np.ndarray) -> np.ndarray:

@@ -196,51 +196,20 @@ class DecodedLength:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
-def open_audio(path: Path | str) -> tuple[object, int]:
-    """Open ``path`` with soundfile; returns the open file and its sample rate.
-
-    Raises :class:`~genreflow.audio.AudioDecodeError` (as :func:`genreflow.audio.read_audio`
-    does) for a missing, empty or undecodable file.
-    """
-    import soundfile as sf
-
-    from genreflow.audio import AudioDecodeError
-
-    path = Path(path)
-    if not path.is_file():
-        raise AudioDecodeError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise AudioDecodeError(path, "empty file (0 bytes)")
-    try:
-        f = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioDecodeError(path, f"not decodable audio ({exc})") from exc
-    return f, int(f.samplerate)
-
-
 def file_blocks(
     path: Path | str, length: DecodedLength, block_frames: int = DEFAULT_BLOCK_FRAMES
 ) -> Iterator[np.ndarray]:
     """Mono float32 blocks of ``path`` at its own rate; ``length`` records what was read.
 
-    Down-mixing is ``to_mono``'s channel mean. A file that fails mid-way or holds no samples
-    raises :class:`~genreflow.audio.AudioDecodeError` naming it.
+    Down-mixing is ``to_mono``'s channel mean. A missing, empty or undecodable file, one that
+    fails mid-way or one that holds no samples raises :class:`~genreflow.audio.AudioDecodeError`
+    naming it: the checks are :func:`genreflow.audio.open_audio` and
+    :func:`genreflow.audio.read_blocks`, the same ones every other reader of audio uses.
     """
-    import soundfile as sf
+    from genreflow.audio import open_audio, read_blocks
 
-    from genreflow.audio import AudioDecodeError
-
-    f, sr = open_audio(path)
-    length.sample_rate = sr
-    with f:  # type: ignore[attr-defined]
-        while True:
-            try:
-                data = f.read(block_frames, dtype="float32", always_2d=True)  # type: ignore[attr-defined]
-            except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-                raise AudioDecodeError(path, f"not decodable audio ({exc})") from exc
-            if len(data) == 0:
-                break
+    with open_audio(path) as f:
+        length.sample_rate = int(f.samplerate)
+        for data in read_blocks(f, path, block_frames):
             length.frames += len(data)
             yield data[:, 0].copy() if data.shape[1] == 1 else data.T.mean(axis=0)
-    if length.frames == 0:
-        raise AudioDecodeError(path, "decodes to zero samples")

@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 from tqdm import tqdm
 
-from genreflow.audio import AudioDecodeError, to_mono
+from genreflow.audio import AudioDecodeError, open_audio, read_blocks, to_mono
 from genreflow.core.hashing import file_sha256
 from genreflow.sources.manifest import MANIFEST_COLUMNS
 from genreflow.validation.container import truncation_reason
@@ -152,18 +151,6 @@ class _Running:
         }
 
 
-def _open(path: Path) -> sf.SoundFile:
-    """Open ``path`` for reading; :class:`AudioDecodeError` with the reason if it cannot be."""
-    if not path.is_file():
-        raise AudioDecodeError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise AudioDecodeError(path, "empty file (0 bytes)")
-    try:
-        return sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioDecodeError(path, f"not decodable audio ({exc})") from exc
-
-
 def measure_audio(
     path: Path, max_duration_s: float | None = None, block_frames: int = BLOCK_FRAMES
 ) -> dict[str, Any]:
@@ -173,22 +160,14 @@ def measure_audio(
     (shape columns filled, sample measurements left NaN): the file is too long whatever its
     samples hold, and decoding an hour-long mistake would cost the stage minutes.
     """
-    with _open(path) as fh:
+    with open_audio(path) as fh:
         sr, channels = int(fh.samplerate), int(fh.channels)
         shape = {"sample_rate": float(sr), "channels": float(channels), "decodable": True}
         if max_duration_s is not None and fh.frames / sr > max_duration_s:
             return {**shape, "duration_s": fh.frames / sr, "frames": float(fh.frames)}
         running = _Running()
-        while True:
-            try:
-                block = fh.read(block_frames, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-                raise AudioDecodeError(path, f"not decodable audio ({exc})") from exc
-            if block.shape[0] == 0:
-                break
+        for block in read_blocks(fh, path, block_frames):
             running.add(block.T)
-    if running.frames == 0:
-        raise AudioDecodeError(path, "decodes to zero samples")
     return {
         **shape,
         "duration_s": running.frames / sr,
