@@ -23,7 +23,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from genreflow.audio import AudioDecodeError, load_mono, to_mono
+from genreflow.audio import DECODE_ERRORS, AudioDecodeError, load_mono, to_mono, undecodable
 from genreflow.core.config import ExcerptParams
 
 #: The file in ``data/features/`` that lists, per track, the excerpts its segments came from.
@@ -76,8 +76,8 @@ def track_length(path: Path | str) -> tuple[int, int]:
     """``(frames, sample_rate)`` from the file's header, without decoding it."""
     try:
         info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioDecodeError(path, f"not decodable audio ({exc})") from exc
+    except DECODE_ERRORS as exc:
+        raise undecodable(path, exc) from exc
     return int(info.frames), int(info.samplerate)
 
 
@@ -97,8 +97,8 @@ def read_excerpt(path: Path | str, excerpt: Excerpt, sample_rate: int) -> torch.
             dtype="float32",
             always_2d=True,
         )
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioDecodeError(path, f"not decodable audio ({exc})") from exc
+    except DECODE_ERRORS as exc:
+        raise undecodable(path, exc) from exc
     if data.shape[0] == 0:
         raise AudioDecodeError(path, f"no audio at frames {excerpt.start}+{excerpt.frames}")
     mono = torch.from_numpy(np.ascontiguousarray(to_mono(data.T), dtype=np.float32))
