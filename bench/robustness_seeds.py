@@ -34,7 +34,7 @@ from genreflow.core.paths import Layout
 from genreflow.features.frontend import LogMelFrontend
 from genreflow.features.store import FeatureStore
 from genreflow.models import build_classifier
-from genreflow.pipeline.evaluate import load_test_clips
+from genreflow.pipeline.held_out_clips import load_test_clips
 from genreflow.robustness.perturb import perturbations
 from genreflow.robustness.score import clip_seed
 

@@ -193,7 +193,7 @@ def test_champion_from_registry_matches_feature_path(env):
 def test_rescoring_uses_the_served_path_and_matches_the_feature_path(env):
     """Re-scoring a champion goes through the served model on raw audio, clip by clip."""
     from genreflow.features.store import FeatureStore
-    from genreflow.pipeline.evaluate import load_test_clips
+    from genreflow.pipeline.held_out_clips import load_test_clips
     from genreflow.registry.rescore import served_correctness
 
     layout, uri, params, _ = env
@@ -211,7 +211,8 @@ def test_rescoring_uses_the_served_path_and_matches_the_feature_path(env):
 
 
 def test_missing_run_names_the_fix(env, tiny, tmp_path, tmp_path_factory, monkeypatch):
-    from genreflow.pipeline.evaluate import MissingRunError, evaluate_stage
+    from genreflow.pipeline.candidate_runs import MissingRunError
+    from genreflow.pipeline.evaluate import evaluate_stage
 
     layout, _, params, _ = env
     before = (layout.reports_dir / "metrics.json").read_bytes()

@@ -114,7 +114,7 @@ def test_dvc_metrics_show_lists_the_nested_scores(evaluated, tmp_path):
 def test_score_served_subset_goes_through_the_served_model(evaluated, tiny, monkeypatch):
     """``max_clips`` spreads a subset over the genres; the scores come from real files."""
     from genreflow.features.store import FeatureStore
-    from genreflow.pipeline.evaluate import load_test_clips
+    from genreflow.pipeline.held_out_clips import load_test_clips
     from genreflow.robustness.score import score_served
     from genreflow.serving.served import ServedModel
 

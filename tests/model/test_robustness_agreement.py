@@ -26,7 +26,7 @@ LOSSLESS = RobustnessParams(
 
 def test_agreement_follows_the_clean_prediction_whatever_the_labels(trained_tiny, monkeypatch):
     from genreflow.features.store import FeatureStore
-    from genreflow.pipeline.evaluate import load_test_clips
+    from genreflow.pipeline.held_out_clips import load_test_clips
     from genreflow.robustness.score import score_served
     from genreflow.serving.served import ServedModel
 

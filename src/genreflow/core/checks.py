@@ -145,19 +145,33 @@ RULES: tuple[Rule, ...] = (
         lambda p: p.validate.split.val_fraction + p.validate.split.test_fraction < 1,
         lambda p: f"< 1 - val_fraction ({1 - p.validate.split.val_fraction:g}), or no train split",
     ),
-    Rule(  # each section owns models/<arch>/ and its MLflow run id; a shared arch clobbers both
-        "train_cnn.arch",
-        (),
-        lambda p: p.train_cnn.arch == "cnn",
-        lambda p: "'cnn' (train_lstm trains 'crnn'; each writes models/<arch>/)",
-    ),
-    Rule(
-        "train_lstm.arch",
-        (),
-        lambda p: p.train_lstm.arch == "crnn",
-        lambda p: "'crnn' (train_cnn trains 'cnn'; each writes models/<arch>/)",
-    ),
 )
+
+
+def _arch_rule(section: str, arch: str, others: str) -> Rule:
+    return Rule(
+        f"{section}.arch",
+        (),
+        lambda p: getattr(p, section).arch == arch,
+        lambda p: f"{arch!r} ({others}; each writes models/<arch>/)",
+    )
+
+
+@functools.cache
+def arch_rules() -> tuple[Rule, ...]:
+    """``<section>.arch`` must be the arch :data:`genreflow.core.config.SECTION_ARCH` pairs it
+    with: each section owns models/<arch>/ and its MLflow run id, so a shared arch clobbers
+    both. Built from that table on first use, since config imports this module."""
+    from genreflow.core.config import SECTION_ARCH
+
+    return tuple(
+        _arch_rule(
+            section,
+            arch,
+            "; ".join(f"{s} trains {a!r}" for s, a in SECTION_ARCH.items() if s != section),
+        )
+        for section, arch in SECTION_ARCH.items()
+    )
 
 
 def _show(value: Any) -> str:
@@ -182,14 +196,15 @@ def range_problems(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def find_problems(params: Params) -> list[str]:
-    """One message per bad value: declared ranges first, then :data:`RULES`.
+    """One message per bad value: declared ranges first, then :data:`RULES` and
+    :func:`arch_rules`.
 
     A rule is skipped while a key it reads is out of range, so each mistake is reported once
     (``segment_hop_s: -1.5`` is out of range; that it is also below one hop is noise).
     """
     problems = range_problems(params)
     failed = {key for key, _ in problems}
-    for rule in RULES:
+    for rule in (*RULES, *arch_rules()):
         if failed.isdisjoint((rule.key, *rule.needs)) and not rule.ok(params):
             value = _show(functools.reduce(getattr, rule.key.split("."), params))
             message = f"{rule.key}: {value} is not allowed; must be {rule.must(params)}"

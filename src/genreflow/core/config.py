@@ -202,6 +202,35 @@ def train_lstm_defaults() -> TrainParams:
     return TrainParams(arch="crnn", lr=0.02, batch_norm=True, channels=(16, 32, 64, 64), dense=())
 
 
+# The one statement of which training section (and DVC stage of the same name) trains which
+# arch. Each section owns models/<arch>/ and its MLflow run, so the pairing is fixed: the
+# `arch` key in params.yaml must repeat it (checked by core.checks), and the CLI, evaluate and
+# the messages that name a stage all read it from here.
+TrainSection = Literal["train_cnn", "train_lstm"]
+TRAIN_SECTIONS: tuple[TrainSection, ...] = ("train_cnn", "train_lstm")
+SECTION_ARCH: types.MappingProxyType[str, str] = types.MappingProxyType(
+    {"train_cnn": "cnn", "train_lstm": "crnn"}
+)
+
+
+def arch_of_section(section: str) -> str:
+    """The arch that training section ``section`` trains (``train_lstm`` -> ``crnn``)."""
+    if section not in SECTION_ARCH:
+        raise ConfigError(f"unknown training section {section!r}; expected one of {TRAIN_SECTIONS}")
+    return SECTION_ARCH[section]
+
+
+def section_of_arch(arch: str) -> TrainSection:
+    """The training section (and DVC stage) that trains ``arch`` (``crnn`` -> ``train_lstm``).
+
+    Also takes a section's own suffix (``lstm``), the word people use for the CNN-LSTM.
+    """
+    for section in TRAIN_SECTIONS:
+        if arch in (SECTION_ARCH[section], section.removeprefix("train_")):
+            return section
+    raise ConfigError(f"unknown model {arch!r}; choose {' or '.join(SECTION_ARCH.values())}")
+
+
 # --------------------------------------------------------------------------- evaluate
 AudioFormat = Literal["wav", "flac", "ogg", "mp3"]
 

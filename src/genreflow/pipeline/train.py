@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from genreflow.core.atomic import write_json
-from genreflow.core.config import Params, TrainParams
+from genreflow.core.config import TRAIN_SECTIONS, Params, TrainParams, TrainSection
 from genreflow.core.paths import Layout
 from genreflow.features.store import FeatureStore
 from genreflow.features.store_check import check_store_matches
@@ -42,12 +42,9 @@ from genreflow.tracking.training_tracks import log_training_tracks
 
 log = logging.getLogger(__name__)
 
-Section = Literal["train_cnn", "train_lstm"]
-SECTIONS: tuple[str, ...] = ("train_cnn", "train_lstm")
-
 
 def train_stage(
-    params: Params, section: Section, layout: Layout, progress: bool = True
+    params: Params, section: TrainSection, layout: Layout, progress: bool = True
 ) -> dict[str, Any]:
     """Run one training stage end to end; returns what it wrote to ``run.json``."""
     import mlflow
@@ -56,8 +53,10 @@ def train_stage(
     from genreflow.serving.core import save_model
     from genreflow.training.loop import train_classifier
 
-    if section not in SECTIONS:
-        raise ValueError(f"unknown training section {section!r}; expected one of {SECTIONS}")
+    if section not in TRAIN_SECTIONS:
+        raise ValueError(
+            f"unknown training section {section!r}; expected one of {TRAIN_SECTIONS}"
+        )
     train: TrainParams = getattr(params, section)
     arch = train.arch
     if params.runtime.torch_threads > 0:  # runtime: how fast, not what

@@ -9,13 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from genreflow.core.config import section_of_arch
 from genreflow.core.paths import Layout
 from genreflow.tracking.runs import find_run
-
-
-def section_for_arch(arch: str) -> str:
-    """The params section / DVC stage that trains ``arch`` (for messages naming commands)."""
-    return "train_cnn" if arch == "cnn" else "train_lstm"
 
 
 def read_run_info(layout: Layout, arch: str) -> dict[str, Any]:
@@ -23,7 +19,7 @@ def read_run_info(layout: Layout, arch: str) -> dict[str, Any]:
     path = layout.run_info(arch)
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: missing; run `dvc repro {section_for_arch(arch)}` to train the {arch} model"
+            f"{path}: missing; run `dvc repro {section_of_arch(arch)}` to train the {arch} model"
         )
     try:
         info = json.loads(path.read_text())
@@ -31,7 +27,7 @@ def read_run_info(layout: Layout, arch: str) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({exc}); re-run the training stage") from exc
     for key in ("run_id", "model_uri"):
         if not info.get(key):
-            raise ValueError(f"{path}: no {key!r}; re-run `dvc repro {section_for_arch(arch)}`")
+            raise ValueError(f"{path}: no {key!r}; re-run `dvc repro {section_of_arch(arch)}`")
     return info
 
 
