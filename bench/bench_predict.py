@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from genreflow.core.champion_uri import CHAMPION_ALIAS, champion_uri
+
 REPO = Path(__file__).resolve().parents[1]
 CLIP_S = 30.0
 GTZAN_RATE = 22050  # the clips are written as GTZAN's: 22.05 kHz mono 16-bit
@@ -80,7 +82,7 @@ def repo_champion(params) -> BenchModel | None:
         classifier = load_classifier(layout.model_file(arch))[0]
     return BenchModel(
         REPO,
-        f"models:/{name}@champion",
+        champion_uri(name),
         f"champion of {REPO} ({name} version {version.version}, {arch})",
         arch,
         dict(os.environ),
@@ -104,6 +106,7 @@ def fresh_champion(workdir: Path, params, arch: str) -> BenchModel:
     import torch
     from mlflow.tracking import MlflowClient
 
+    from genreflow.core.config import section_of_arch
     from genreflow.core.paths import Layout
     from genreflow.models import build_classifier
     from genreflow.serving.export import log_serving_model
@@ -119,7 +122,7 @@ def fresh_champion(workdir: Path, params, arch: str) -> BenchModel:
     os.environ.update(env)
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
     configure_mlflow(Layout.from_root(root), params.tracking.experiment)
-    section = {"cnn": params.train_cnn, "crnn": params.train_lstm}[arch]
+    section = getattr(params, section_of_arch(arch))
     f = params.features
     torch.manual_seed(0)
     classifier = build_classifier(section, f.n_mels, f.segment_frames, len(params.data.genres))
@@ -129,10 +132,10 @@ def fresh_champion(workdir: Path, params, arch: str) -> BenchModel:
     with mlflow.start_run(run_name=f"bench-{arch}"):
         info = log_serving_model(classifier, f, list(params.data.genres), example)
     version = mlflow.register_model(info.model_uri, name).version
-    MlflowClient().set_registered_model_alias(name, "champion", version)
+    MlflowClient().set_registered_model_alias(name, CHAMPION_ALIAS, version)
     return BenchModel(
         root,
-        f"models:/{name}@champion",
+        champion_uri(name),
         f"freshly initialised {arch} (weights untrained)",
         arch,
         env,

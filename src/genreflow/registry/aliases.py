@@ -24,9 +24,9 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from genreflow.core.champion_uri import CHAMPION_ALIAS
 from genreflow.core.errors import GenreflowError
 
-CHAMPION_ALIAS = "champion"
 PREVIOUS_ALIAS = "previous-champion"
 HISTORY_TAG = "champion_history"
 DECISIONS_TAG = "decision_history"

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from genreflow.core.champion_uri import is_champion_uri
 from genreflow.core.errors import GenreflowError
 
 if TYPE_CHECKING:  # torch and mlflow load when a prediction is asked for
@@ -110,7 +111,7 @@ def _store_missing(model_uri: str, tracking_uri: str) -> Path | None:
 
 
 def _hint(model_uri: str) -> str:
-    if model_uri.startswith("models:/") and model_uri.endswith("@champion"):
+    if is_champion_uri(model_uri):
         return (
             "No champion yet? Run `dvc repro` (training and `evaluate` register and promote "
             "one) or `genreflow promote VERSION`, or pass --model-uri."

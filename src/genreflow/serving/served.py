@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genreflow.core.champion_uri import champion_uri as registered_champion_uri
 from genreflow.core.errors import GenreflowError
 
 if TYPE_CHECKING:  # numpy, soundfile and torch load when a prediction is asked for
@@ -46,7 +47,7 @@ class NotAServingModelError(GenreflowError, ValueError):
 
 def champion_uri(params: Any) -> str:
     """``models:/<params.tracking.registered_model>@champion``: the name comes from params."""
-    return f"models:/{params.tracking.registered_model}@champion"
+    return registered_champion_uri(params.tracking.registered_model)
 
 
 @dataclass(frozen=True)
