@@ -104,15 +104,17 @@ def train(
     quiet: QuietOption = False,
 ) -> None:
     """Train one model on the feature store, tracked in MLflow; resumes from its checkpoint."""
+    from genreflow.core.config import ConfigError, section_of_arch
     from genreflow.pipeline.train import train_stage
 
-    sections = {"cnn": "train_cnn", "crnn": "train_lstm", "lstm": "train_lstm"}
-    if model not in sections:
-        raise typer.BadParameter(f"unknown model {model!r}; choose cnn or crnn")
+    try:
+        section = section_of_arch(model)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
     def go() -> None:
         layout, params = _context(root)
-        train_stage(params, sections[model], layout, progress=not quiet)
+        train_stage(params, section, layout, progress=not quiet)
 
     run_stage("train", go)
 
@@ -193,8 +195,10 @@ def promote(
     name: Annotated[str | None, typer.Option(help=NAME_HELP)] = None,
     root: RootOption = None,
 ) -> None:
-    """Point the `champion` alias at VERSION by hand (the old champion is remembered)."""
-    from genreflow.registry.manual import promote as do_promote
+    """Point the `champion` alias at VERSION by hand (the old champion is remembered).
+
+    The similar-song index then follows the new champion."""
+    from genreflow.pipeline.champion import promote as do_promote
 
     _registry_action("promote", name, root, lambda n, layout: do_promote(n, version, layout))
 
@@ -207,8 +211,8 @@ def rollback(
     """Move `champion` back to the previous champion version.
 
     The version rolled back from is marked `rolled_back`: automatic promotion never picks it
-    again, only `genreflow promote VERSION` can."""
-    from genreflow.registry.manual import rollback as do_rollback
+    again, only `genreflow promote VERSION` can. The similar-song index then follows."""
+    from genreflow.pipeline.champion import rollback as do_rollback
 
     _registry_action("rollback", name, root, do_rollback)
 
@@ -269,15 +273,15 @@ def predict(
     summary = []
 
     def go() -> None:
+        from genreflow.core.champion_uri import champion_uri
         from genreflow.core.paths import Layout
         from genreflow.serving.predict import load_served_model, run_predict
-        from genreflow.serving.served import champion_uri
         from genreflow.tracking.store import set_tracking
 
         layout = Layout.from_root(root)
         uri = model_uri
         if uri is None:
-            uri = f"models:/{name}@champion" if name else champion_uri(_context(root)[1])
+            uri = champion_uri(name or _context(root)[1].tracking.registered_model)
         served = load_served_model(uri, set_tracking(layout))
         summary.append(run_predict(served, paths, as_json=as_json, top=top, quiet=quiet))
 
@@ -337,21 +341,15 @@ def index_command(root: RootOption = None, quiet: QuietOption = False) -> None:
     """
 
     def go() -> None:
-        from genreflow.registry.aliases import RegistryError
-        from genreflow.similarity.build import build_champion_index, describe_index
-        from genreflow.similarity.tracked import record_rebuilt_index
+        from genreflow.pipeline.champion import index_champion
+        from genreflow.similarity.build import describe_index
         from genreflow.tracking.store import configure_mlflow
 
         layout, params = _context(root)
         configure_mlflow(layout, params.tracking.experiment)
-        meta = build_champion_index(params, layout, progress=not quiet)
-        if meta.version is None:
-            raise RegistryError(
-                f"model {params.tracking.registered_model!r} has no @champion, so the index "
-                "is empty; promote a version first (`genreflow promote VERSION`)"
-            )
-        typer.echo(describe_index(meta, layout.similarity_index))
-        typer.echo(record_rebuilt_index(layout))
+        update = index_champion(params, layout, require_champion=True, progress=not quiet)
+        typer.echo(describe_index(update.meta, layout.similarity_index))
+        typer.echo(update.dvc)
 
     run_stage("index", go)
 

@@ -207,7 +207,7 @@ def _dvc_clean(root: Path) -> bool:
 
 def test_a_rebuilt_index_is_recorded_only_when_it_is_the_stage_s_one_change(tmp_path):
     from genreflow.core.paths import Layout
-    from genreflow.similarity.tracked import record_rebuilt_index
+    from genreflow.pipeline.dvc_lock import record_rebuilt_index
 
     layout = Layout.from_root(tmp_path)
     assert "not a DVC repository" in record_rebuilt_index(layout)
@@ -375,7 +375,7 @@ def test_similar_errors_are_one_line(env, tmp_path):
 
 
 def test_promote_and_rollback_rebuild_the_index(env):
-    from genreflow.registry.manual import promote, rollback
+    from genreflow.pipeline.champion import promote, rollback
 
     layout, uri, _, result = env
     chosen, other = (d["version"] for d in result["promotion"]["decisions"])

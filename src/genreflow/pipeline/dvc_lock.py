@@ -1,4 +1,4 @@
-"""Keep DVC's record of the index in step when it is rebuilt outside ``dvc repro``.
+"""Keep DVC's record of the similar-song index in step when it is rebuilt outside ``dvc repro``.
 
 The index is an output of ``evaluate``, but ``genreflow promote``, ``rollback`` and ``index``
 rebuild it by hand. Left alone, ``dvc status`` would then call ``evaluate`` changed, the next
@@ -7,6 +7,9 @@ would carry the old index. So after such a rebuild the new index is committed as
 ``evaluate``'s output (``dvc.lock`` changes; commit it to git) -- but only when that is the
 stage's one change: committing a stage also records its deps, and a stage whose code, params
 or inputs changed since it last ran must be re-run, not marked as run.
+
+This is pipeline knowledge (which stage owns the index, what DVC's status means for it), not
+similarity knowledge, so it lives here beside :mod:`genreflow.pipeline.champion`, its caller.
 """
 
 from __future__ import annotations

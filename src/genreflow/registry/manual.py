@@ -1,7 +1,9 @@
 """What people do by hand: ``genreflow promote``, ``genreflow rollback``, ``registry show``.
 
 Manual moves take the same lock as automatic promotion and land in the same histories, so
-the record of who held ``champion``, and why, has no gaps.
+the record of who held ``champion``, and why, has no gaps. These functions move aliases and
+nothing else; what must follow a move (the similar-song index) is
+:mod:`genreflow.pipeline.champion`'s job, and the commands go through it.
 """
 
 from __future__ import annotations
@@ -26,20 +28,6 @@ def _log(name: str, version: str, decision: str, reason: str) -> None:
     )
 
 
-def _with_index(result: dict[str, Any], name: str, layout: Layout) -> dict[str, Any]:
-    """``result`` plus what happened to the similar-song index after a champion move.
-
-    The index holds the champion's song vectors, and vectors of two models are never
-    compared, so a move rebuilds it (outside the promotion lock: embedding the corpus takes a
-    while). Where this repository has no validated corpus there is no index, and nothing
-    is added.
-    """
-    from genreflow.similarity.build import refresh_after_champion_move
-
-    refreshed = refresh_after_champion_move(name, layout)
-    return result if refreshed is None else {**result, "similarity_index": refreshed}
-
-
 def promote(
     name: str, version: str | int, layout: Layout, reason: str = "manual"
 ) -> dict[str, Any]:
@@ -47,13 +35,9 @@ def promote(
 
     The previous holder becomes ``previous-champion``, the move is appended to
     ``champion_history`` (so :func:`rollback` can undo it), and a ``rolled_back`` mark on
-    ``version`` is cleared: a human chose it again. Then the similar-song index is rebuilt
-    with the new champion (see :func:`_with_index`).
+    ``version`` is cleared: a human chose it again. Only the registry changes; the
+    similar-song index follows in :func:`genreflow.pipeline.champion.promote`.
     """
-    return _with_index(_promote(name, version, layout, reason), name, layout)
-
-
-def _promote(name: str, version: str | int, layout: Layout, reason: str) -> dict[str, Any]:
     from mlflow.exceptions import MlflowException
 
     from genreflow.tracking.store import set_tracking
@@ -89,13 +73,9 @@ def rollback(name: str, layout: Layout) -> dict[str, Any]:
     The current champion is dropped from the end of ``champion_history``; the new last entry
     becomes ``champion`` and the one before it ``previous-champion``. The rolled-back version
     is marked ``rolled_back=true``, and automatic promotion never picks it again. Raises
-    :class:`RegistryError` when there is nothing to roll back to. Then the similar-song index
-    is rebuilt with the champion rolled back to (see :func:`_with_index`).
+    :class:`RegistryError` when there is nothing to roll back to. Only the registry changes;
+    the similar-song index follows in :func:`genreflow.pipeline.champion.rollback`.
     """
-    return _with_index(_rollback(name, layout), name, layout)
-
-
-def _rollback(name: str, layout: Layout) -> dict[str, Any]:
     from genreflow.tracking.store import set_tracking
 
     uri = set_tracking(layout)

@@ -1,8 +1,9 @@
 """Build the similar-song index with the champion: embed the corpus, score retrieval, write.
 
-Three callers keep the index on the champion's vectors: ``evaluate`` (after its promotion
-decision), ``genreflow index`` (by hand), and ``genreflow promote`` / ``rollback`` through
-:func:`refresh_after_champion_move`. Every vector comes from
+Two callers keep the index on the champion's vectors: ``evaluate`` (after its promotion
+decision, :func:`evaluate_retrieval`) and :mod:`genreflow.pipeline.champion` (``genreflow
+index``, ``promote`` and ``rollback``, which also record the rebuilt index in ``dvc.lock``).
+This module knows nothing of DVC or of how the champion moved. Every vector comes from
 ``ServedModel.analyse(path).embedding``, the same path a query takes, so an indexed song and a
 query of the same file get the same vector.
 """
@@ -28,7 +29,6 @@ from genreflow.similarity.catalogue import (
     read_corpus,
 )
 from genreflow.similarity.index import (
-    META_FILE,
     IndexMeta,
     MissingIndexError,
     load_faiss,
@@ -36,7 +36,6 @@ from genreflow.similarity.index import (
     write_index,
 )
 from genreflow.similarity.metrics import RetrievalScores, retrieval_scores
-from genreflow.similarity.tracked import record_rebuilt_index
 
 METRIC_PRECISION = "retrieval_precision_at_{k}"
 METRIC_MAP = "retrieval_map"
@@ -166,48 +165,6 @@ def evaluate_retrieval(params: Params, layout: Layout, progress: bool = True) ->
     """
     meta = build_champion_index(params, layout, progress=progress, force=True)
     return {"model_version": meta.version, **(meta.retrieval or {})}
-
-
-def refresh_after_champion_move(
-    name: str, layout: Layout, progress: bool = True
-) -> dict[str, Any] | None:
-    """After ``promote`` / ``rollback``: rebuild the index if it is not the champion's.
-
-    ``None`` where the repository has no validated corpus (nothing to index). Never undoes or
-    fails the registry move: a user error while rebuilding (a model that does not load, bad
-    params) is reported in the result with the command that fixes it, and a query against the
-    old index refuses until then. An index of another registered model than params'
-    ``tracking.registered_model`` is not touched.
-    """
-    from genreflow.core.config import load_params
-    from genreflow.core.runner import is_user_error
-
-    directory = layout.similarity_index
-    if not layout.validated_manifest.is_file():
-        return None  # no corpus here, so no index to keep on the champion
-    try:
-        params = load_params(layout.params)
-        if params.tracking.registered_model != name:
-            return {
-                "rebuilt": False,
-                "reason": f"the index follows {params.tracking.registered_model!r}, not {name!r}",
-            }
-        before = read_meta(directory).created if (directory / META_FILE).is_file() else None
-        meta = build_champion_index(params, layout, progress=progress, force=False)
-    except Exception as exc:
-        if not is_user_error(exc):
-            raise
-        return {"rebuilt": False, "reason": str(exc), "fix": "genreflow index"}
-    rebuilt = meta.created != before
-    result: dict[str, Any] = {
-        "rebuilt": rebuilt,
-        "version": meta.version,
-        "count": meta.count,
-        "directory": str(directory),
-    }
-    if rebuilt:
-        result["dvc"] = record_rebuilt_index(layout)
-    return result
 
 
 def describe_index(meta: IndexMeta, directory: Path) -> str:
