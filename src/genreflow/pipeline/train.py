@@ -54,9 +54,7 @@ def train_stage(
     from genreflow.training.loop import train_classifier
 
     if section not in TRAIN_SECTIONS:
-        raise ValueError(
-            f"unknown training section {section!r}; expected one of {TRAIN_SECTIONS}"
-        )
+        raise ValueError(f"unknown training section {section!r}; expected one of {TRAIN_SECTIONS}")
     train: TrainParams = getattr(params, section)
     arch = train.arch
     if params.runtime.torch_threads > 0:  # runtime: how fast, not what
@@ -103,8 +101,9 @@ def train_stage(
             train,
             feature_params,
             genres,
+            # Content only: the run id is provenance (run.json, MLflow), and in the weights file
+            # it would give a re-run that reuses the finished checkpoint other bytes.
             extra={
-                "run_id": run_id,
                 "best_epoch": result.best_epoch,
                 "best_val_clip_accuracy": result.best_val_clip_accuracy,
             },

@@ -237,8 +237,10 @@ def save_model(
         "n_frames": feature_params.segment_frames,
         "extra": dict(extra or {}),
     }
-    with atomic_path(Path(path)) as tmp:
-        torch.save(payload, tmp)
+    # Through a file handle: torch.save names the zip's inner folder after a *path* it is given
+    # (here a random temporary name), so the same weights would give other bytes each time.
+    with atomic_path(Path(path)) as tmp, tmp.open("wb") as handle:
+        torch.save(payload, handle)
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -100,8 +100,10 @@ def _short(value: Any) -> str:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` atomically: a kill mid-write leaves the previous checkpoint intact."""
-    with atomic_path(Path(path)) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+    # Through a file handle, so the zip's inner folder is not named after the temporary file
+    # (torch.save does that for a path) and the same state always gives the same bytes.
+    with atomic_path(Path(path)) as tmp, tmp.open("wb") as handle:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
