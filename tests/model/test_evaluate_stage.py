@@ -1,8 +1,9 @@
 """evaluate_stage: reports, registration, promotion, the missing-run error, and no skew.
 
-One module fixture trains both tiny candidates and evaluates them once; the tests read what
-that produced. The tests that evaluate again do it in other repository roots (sharing the
-data through a symlink) so they never change what the others read.
+The session's trained tiny repository (both tiny candidates trained and evaluated once) is
+copied for this module, whose tests read what that produced and may change the copy's store.
+The tests that evaluate again do it in other repository roots (sharing the data through a
+symlink) so they never change what the others read.
 """
 
 from __future__ import annotations
@@ -35,22 +36,11 @@ def _point_mlflow(uri: str):
 
 
 @pytest.fixture(scope="module")
-def evaluated(tiny, tmp_path_factory: pytest.TempPathFactory):
-    from genreflow.pipeline.evaluate import evaluate_stage
-    from genreflow.pipeline.train import train_stage
-
-    root = tmp_path_factory.mktemp("evalrepo")
-    uri = tiny.tracking_db(tmp_path_factory, root / "mlflow.db")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        for var in ("DVC_STAGE", "DVC_EXP_NAME", "MLFLOW_REGISTRY_URI"):
-            mp.delenv(var, raising=False)
-        layout = tiny.make_repo(root)
-        params = tiny.params()
-        train_stage(params, "train_cnn", layout, progress=False)
-        train_stage(params, "train_lstm", layout, progress=False)
-        result = evaluate_stage(params, layout, progress=False)
-        yield layout, uri, params, result
+def evaluated(trained_tiny, tmp_path_factory: pytest.TempPathFactory):
+    """A private copy of the session's trained tiny repository and its store: these tests
+    register versions, append decisions and move aliases there."""
+    own = trained_tiny.copy(tmp_path_factory.mktemp("evalrepo") / "repo")
+    return own.layout, own.uri, own.params, own.result
 
 
 @pytest.fixture()

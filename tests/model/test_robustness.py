@@ -1,7 +1,8 @@
 """Robustness scores on the tiny trained models: reported everywhere, and gain-invariant.
 
-One module fixture trains both tiny candidates and runs the real ``evaluate`` stage with the
-repo's default ``evaluate.robustness`` (every perturbation). The tiny front-end normalises
+The session's trained tiny repository (``trained_tiny``: both tiny candidates trained, then the
+real ``evaluate`` stage with the repo's default ``evaluate.robustness``, every perturbation) is
+read, never changed. The tiny front-end normalises
 loudness (``features.loudness: segment_peak``, the default), so a gain that does not clip
 must leave every prediction as it was.
 """
@@ -23,28 +24,19 @@ from genreflow.robustness.perturb import perturbations
 ARCHS = ("cnn", "crnn")
 NAMES = [p.name for p in perturbations(RobustnessParams())]
 UNCLIPPED_GAINS = ["gain_-30db", "gain_-20db", "gain_-10db"]
+# every test reads the shared store: MLflow names it for each (see trained_tiny_store)
+pytestmark = pytest.mark.usefixtures("trained_tiny_store")
 
 
 @pytest.fixture(scope="module")
-def evaluated(tiny, tmp_path_factory: pytest.TempPathFactory):
-    from genreflow.pipeline.evaluate import evaluate_stage
-    from genreflow.pipeline.train import train_stage
-
-    root = tmp_path_factory.mktemp("robustrepo")
-    uri = tiny.tracking_db(tmp_path_factory, root / "mlflow.db")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        for var in ("DVC_STAGE", "DVC_EXP_NAME", "MLFLOW_REGISTRY_URI"):
-            mp.delenv(var, raising=False)
-        layout = tiny.make_repo(root)
-        params = tiny.params()
-        assert params.features.loudness == "segment_peak"
-        assert params.evaluate.robustness == RobustnessParams()
-        train_stage(params, "train_cnn", layout, progress=False)
-        train_stage(params, "train_lstm", layout, progress=False)
-        evaluate_stage(params, layout, progress=False)
-        metrics = json.loads(layout.metrics.read_text())
-        yield layout, uri, params, metrics
+def evaluated(trained_tiny):
+    """The session's trained tiny repository (read only): both candidates evaluated by the real
+    ``evaluate`` stage with the repo's default robustness settings."""
+    params = trained_tiny.params
+    assert params.features.loudness == "segment_peak"
+    assert params.evaluate.robustness == RobustnessParams()
+    metrics = json.loads(trained_tiny.layout.metrics.read_text())
+    return trained_tiny.layout, trained_tiny.uri, params, metrics
 
 
 def _run_id(layout, arch: str) -> str:

@@ -24,15 +24,14 @@ LOSSLESS = RobustnessParams(
 )
 
 
-def test_agreement_follows_the_clean_prediction_whatever_the_labels(trained_tiny, monkeypatch):
+def test_agreement_follows_the_clean_prediction_whatever_the_labels(trained_tiny_store):
     from genreflow.features.store import FeatureStore
     from genreflow.pipeline.held_out_clips import load_test_clips
     from genreflow.robustness.score import score_served
     from genreflow.serving.served import ServedModel
 
+    trained_tiny = trained_tiny_store  # MLflow names its store (environment and process-wide)
     layout = trained_tiny.layout
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_tiny.uri)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     info = json.loads((layout.models_dir / "cnn" / "run.json").read_text())
     served = ServedModel.load(info["model_uri"])
     clips = load_test_clips(FeatureStore.load(layout.features_dir), layout)

@@ -238,32 +238,12 @@ def _client(uri: str):
 
 
 @pytest.fixture(scope="module")
-def evaluated(tiny, tmp_path_factory: pytest.TempPathFactory):
-    """Both tiny candidates trained and evaluated once (evaluate builds the index); the
-    repository has its params.yaml, as promote / rollback read it to rebuild the index."""
-    import yaml
-
-    from genreflow.core.config import to_dict
-    from genreflow.pipeline.evaluate import evaluate_stage
-    from genreflow.pipeline.train import train_stage
-
-    root = tmp_path_factory.mktemp("simrepo")
-    uri = tiny.tracking_db(tmp_path_factory, root / "mlflow.db")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        for var in ("DVC_STAGE", "DVC_EXP_NAME", "MLFLOW_REGISTRY_URI"):
-            mp.delenv(var, raising=False)
-        layout = tiny.make_repo(root)
-        params = tiny.params()
-        ev = params.evaluate  # robustness is not what this module tests: one clip keeps it quick
-        params = replace(
-            params, evaluate=replace(ev, robustness=replace(ev.robustness, max_clips=1))
-        )
-        layout.params.write_text(yaml.safe_dump(to_dict(params), sort_keys=False))
-        train_stage(params, "train_cnn", layout, progress=False)
-        train_stage(params, "train_lstm", layout, progress=False)
-        result = evaluate_stage(params, layout, progress=False)
-        yield layout, uri, params, result
+def evaluated(trained_tiny, tmp_path_factory: pytest.TempPathFactory):
+    """A private copy of the session's trained tiny repository (evaluate built its index; its
+    params.yaml is there, as promote / rollback read it to rebuild the index): these tests
+    move the champion and rebuild the index."""
+    own = trained_tiny.copy(tmp_path_factory.mktemp("simrepo") / "repo")
+    return own.layout, own.uri, own.params, own.result
 
 
 @pytest.fixture()

@@ -1,10 +1,10 @@
 """End to end: all six stages through `dvc repro` in a temporary copy of the repository.
 
 The copy gets a tiny profile (10 genres x 3 clips x 5 s, tiny models, 2 epochs), so the
-whole DAG runs in about a minute. The module fixture builds everything once; tests that only
-read share that build, and every test that changes something (params, code, the registry)
-works on its own copy of the built repository (``built_copy``), so no test depends on
-another's order or leftovers.
+whole DAG runs in about a minute. The session fixture ``dvc_built`` builds everything once
+(``test_experiments.py`` starts from a copy of it); tests that only read share that build,
+and every test that changes something (params, code, the registry) works on its own copy of
+the built repository (``built_copy``), so no test depends on another's order or leftovers.
 """
 
 from __future__ import annotations
@@ -45,14 +45,16 @@ def stages_run(proc: subprocess.CompletedProcess) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, pipeline_kit) -> Path:
-    root = tmp_path_factory.mktemp("genreflow-copy")
-    return pipeline_kit.copy_repo(root, pipeline_kit.tiny_params)
+def repo(dvc_built) -> Path:
+    """The session's ``dvc repro`` build (``dvc_built``): read here; the ``champion`` fixture
+    promotes in it by hand, and tests that change anything take a ``built_copy``."""
+    return dvc_built.root
 
 
 @pytest.fixture(scope="module")
-def first_run(repo: Path, dvc) -> subprocess.CompletedProcess:
-    return dvc(repo, "repro")
+def first_run(dvc_built) -> subprocess.CompletedProcess:
+    """The ``dvc repro`` that built ``repo``."""
+    return dvc_built.repro
 
 
 @pytest.fixture()

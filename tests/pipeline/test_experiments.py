@@ -8,10 +8,10 @@ DVC 3.67 runs an experiment's stage commands in one of three places:
   made by a detached celery worker (whose own state lives in ``.dvc/tmp/exps/celery/``).
 
 The clones are deleted when the experiment ends, so a run logged to a store inside one is
-lost. Each test runs one mode on a temporary copy of the repository (the tiny profile of
-``pipeline_kit``, one epoch) and checks that the copy's root ``mlflow.db`` holds that
+lost. Each test runs one mode on a temporary copy of the session's tiny ``dvc repro`` build
+(``dvc_built``, set to one epoch) and checks that the copy's root ``mlflow.db`` holds that
 experiment's training runs with the seed it set, and that no store appeared under
-``.dvc/tmp``. The first experiment builds every stage; later ones retrain and evaluate only.
+``.dvc/tmp``. Every experiment retrains and evaluates; the data stages are built already.
 Every process a test starts (including the queue's detached worker) is stopped by it.
 """
 
@@ -20,13 +20,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.integration
 
@@ -41,17 +44,19 @@ QUEUE_DONE = {"Success", "Failed"}
 
 # --------------------------------------------------------------------------- the copy
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, pipeline_kit) -> Path:
-    """A committed copy of the repository with the one-epoch profile (no outputs built yet)."""
-
-    def one_epoch_params(params: dict) -> dict:
-        """The tiny profile with one epoch: these tests need runs, not models."""
-        params = pipeline_kit.tiny_params(params)
-        for section in ("train_cnn", "train_lstm"):
-            params[section]["epochs"] = 1
-        return params
-
-    return pipeline_kit.copy_repo(tmp_path_factory.mktemp("genreflow-exps"), one_epoch_params)
+def repo(tmp_path_factory, dvc_built) -> Path:
+    """A copy of the session's ``dvc repro`` build (``dvc_built``) with one epoch, committed:
+    these tests need runs, not models, and the data stages are built already."""
+    root = tmp_path_factory.mktemp("genreflow-exps") / "repo"
+    shutil.copytree(dvc_built.root, root, symlinks=True)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section in ("train_cnn", "train_lstm"):
+        params[section]["epochs"] = 1
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    for args in (["add", "-A"], ["commit", "-qm", "one epoch"]):
+        subprocess.run([*git, *args], cwd=root, check=True, capture_output=True)
+    return root
 
 
 @pytest.fixture(scope="module")

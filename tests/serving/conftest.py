@@ -3,38 +3,20 @@ weights: equality of paths, not accuracy, is under test), logged through the rea
 (``genreflow.serving.export.log_serving_model``) into a fresh SQLite store, registered, and
 given the ``champion`` alias.
 
-The tiny profile comes from ``tests/model/conftest.py``, loaded under its own module name (it
-cannot be imported as ``conftest``: pytest registers every ``conftest.py`` under that name).
+The tiny profile comes from :mod:`support.tiny`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
+from support import tiny as helpers
+from support.tiny import pointed_at
 
-REPO = Path(__file__).resolve().parents[2]
-MODEL_HELPERS = REPO / "tests" / "model" / "conftest.py"
 NAME = "genre-classifier"
-
-
-def model_helpers() -> ModuleType:
-    """``tests/model/conftest.py`` (the tiny profile) as a module of its own name."""
-    name = "genreflow_model_helpers"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, MODEL_HELPERS)
-    assert spec is not None and spec.loader is not None, MODEL_HELPERS
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)
@@ -66,7 +48,6 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     from genreflow.serving.export import log_serving_model
     from genreflow.tracking.store import quiet_mlflow
 
-    helpers = model_helpers()
     fp, genres = helpers.TINY_FEATURES, list(helpers.GENRES)
     root = tmp_path_factory.mktemp("champion")
     tracking = helpers.empty_tracking_db(tmp_path_factory, root / "mlflow.db")
@@ -77,9 +58,9 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     classifier.set_input_stats(-50.0, 20.0)
     rng = np.random.default_rng(0)
     clip = root / "clip.wav"
-    sf.write(clip, helpers._tone("metal", rng), fp.sample_rate, subtype="FLOAT")
-    example = np.stack([helpers._tone(g, rng) for g in genres[:2]])
-    with pytest.MonkeyPatch.context() as mp, _pointed_at(tracking):
+    sf.write(clip, helpers.tone("metal", rng), fp.sample_rate, subtype="FLOAT")
+    example = np.stack([helpers.tone(g, rng) for g in genres[:2]])
+    with pytest.MonkeyPatch.context() as mp, pointed_at(tracking):
         mp.setenv("MLFLOW_TRACKING_URI", tracking)
         mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
         quiet_mlflow()
@@ -100,28 +81,10 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     )
 
 
-@contextlib.contextmanager
-def _pointed_at(uri: str):
-    """MLflow's process-wide tracking and registry URIs set to ``uri``, then restored.
-
-    An earlier test in the same process may have called ``mlflow.set_tracking_uri``, which
-    wins over ``MLFLOW_TRACKING_URI``: the environment alone would register elsewhere."""
-    import mlflow
-
-    old_tracking, old_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(old_tracking)
-        mlflow.set_registry_uri(old_registry)
-
-
 @pytest.fixture()
 def tracking(champion: Champion, monkeypatch: pytest.MonkeyPatch):
     """The champion, with MLflow (environment and process-wide URIs) naming its store."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", champion.tracking_uri)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    with _pointed_at(champion.tracking_uri):
+    with pointed_at(champion.tracking_uri):
         yield champion

@@ -1,7 +1,7 @@
 """The MLflow UI (3.17) shows what the README promises, checked in a real browser.
 
-A tiny pipeline's store (two trained runs, two registered versions, a ``champion``; built as
-``tests/model/test_evaluate_stage.py`` does) is served by ``mlflow ui`` on a free loopback port
+A tiny pipeline's store (two trained runs, two registered versions, a ``champion``: a copy of
+the session's ``trained_tiny``) is served by ``mlflow ui`` on a free loopback port
 and driven with playwright through Debian's Chromium. Why a browser: the UI is a JavaScript
 app, so only a browser shows whether the links ``genreflow ui`` prints, the **Compare** button
 and the model page's alias still work after an MLflow upgrade.
@@ -10,9 +10,9 @@ Screenshots go to a temporary directory; with ``GENREFLOW_UPDATE_SCREENSHOTS=1``
 copied to ``reports/ui/`` (the committed ones the README shows), so ordinary runs never rewrite
 tracked files.
 
-Skipped only when Chromium is missing outside CI; in CI (``CI`` set, as GitHub Actions does,
-or ``GENREFLOW_REQUIRE_BROWSER=1``, as ``.ci/run`` sets) a missing browser fails, because
-``.ci/run`` installs it.
+Skipped only when Chromium is missing outside CI and outside ``make test``; with ``CI`` set (as
+GitHub Actions does) or ``GENREFLOW_REQUIRE_BROWSER=1`` (as ``make test``, and so ``.ci/run``,
+sets) a missing browser fails, because ``make test`` installs it first.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _set(var: str) -> bool:
 
 
 def _browser_required() -> bool:
-    """In CI (``CI``, set by GitHub Actions; ``GENREFLOW_REQUIRE_BROWSER``, set by ``.ci/run``)
+    """In CI (``CI``, set by GitHub Actions) and ``make test`` (``GENREFLOW_REQUIRE_BROWSER``)
     a missing browser is a failure, not a skip."""
     return _set("CI") or _set(REQUIRE_ENV)
 
@@ -85,45 +85,32 @@ def chromium() -> Path:
     if found:
         return Path(found)
     if _browser_required():
-        pytest.fail(f"{CHROMIUM} is missing in CI; .ci/run installs it (apt-get install chromium)")
+        pytest.fail(f"{CHROMIUM} is missing; `make test` installs it (apt-get install chromium)")
     pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); outside CI, so skipped")
 
 
 @pytest.fixture(scope="module")
-def store(tiny, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """Train both tiny models and evaluate them once: runs, versions and a champion."""
+def store(trained_tiny, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """The session's trained tiny repository (two runs, two versions, a champion), copied so
+    the server this module starts never opens the shared store."""
     from mlflow.tracking import MlflowClient
 
     from genreflow.core.hashing import file_sha256
-    from genreflow.pipeline.evaluate import evaluate_stage
-    from genreflow.pipeline.train import train_stage
     from genreflow.tracking.dataset_input import manifest_digest
 
-    root = tmp_path_factory.mktemp("uirepo")
-    uri = tiny.tracking_db(tmp_path_factory, root / "mlflow.db")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        for var in ("DVC_STAGE", "DVC_EXP_NAME", "MLFLOW_REGISTRY_URI"):
-            mp.delenv(var, raising=False)
-        layout = tiny.make_repo(root)
-        params = tiny.params()
-        runs = {}
-        for section in ("train_cnn", "train_lstm"):
-            summary = train_stage(params, section, layout, progress=False)
-            runs[f"{section}-{summary['arch']}"] = summary["run_id"]
-        evaluate_stage(params, layout, progress=False)
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        experiment = client.get_experiment_by_name(EXPERIMENT)
-        assert experiment is not None
-        champion = client.get_model_version_by_alias(MODEL, "champion")
-        yield Store(
-            layout=layout,
-            uri=uri,
-            experiment_id=experiment.experiment_id,
-            runs=runs,
-            champion_version=str(champion.version),
-            manifest_digest=manifest_digest(file_sha256(layout.validated_manifest)),
-        )
+    own = trained_tiny.copy(tmp_path_factory.mktemp("uirepo") / "repo")
+    client = MlflowClient(tracking_uri=own.uri, registry_uri=own.uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    return Store(
+        layout=own.layout,
+        uri=own.uri,
+        experiment_id=experiment.experiment_id,
+        runs=dict(own.runs),
+        champion_version=str(champion.version),
+        manifest_digest=manifest_digest(file_sha256(own.layout.validated_manifest)),
+    )
 
 
 def _free_port() -> int:
@@ -200,7 +187,12 @@ def browser(chromium: Path) -> Iterator[object]:
 
 @pytest.fixture()
 def page(browser, server: Server):
-    """A fresh browser context per test: no view mode or panel state carried over."""
+    """A fresh browser context per test: no view mode or panel state carried over. The
+    ``expect`` assertions wait as long as the actions (playwright's own default is 5 s, which a
+    loaded two-core machine exceeds while the app still shows "Loading...")."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(UI_TIMEOUT_MS)
     page = context.new_page()

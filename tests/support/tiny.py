@@ -1,9 +1,9 @@
-"""Shared by the model tests: a tiny repository with real data, tiny training params, and
-fresh MLflow stores. Tests reach it through the session fixture ``tiny`` (a :class:`TinyKit`),
-never by importing this module (pytest loads every ``conftest.py`` as ``conftest``).
+"""The tiny in-process profile: a throw-away repository with real data, tiny training params,
+and fresh MLflow stores. Tests reach it through the session fixture ``tiny`` (a
+:class:`TinyKit`, defined in ``tests/conftest.py``) or import it from here.
 
-``TinyKit.make_repo`` builds a throw-away repository: tiny WAVs whose genre is the direction
-of short frequency chirps (see ``_tone``), a validated manifest, and a feature store computed
+``make_tiny_repo`` builds a throw-away repository: tiny WAVs whose genre is the direction of
+short frequency chirps (see :func:`tone`), a validated manifest, and a feature store computed
 by the real ``spectrogramize`` (so raw waveforms and features agree). Both tiny networks
 classify every test clip correctly, while the per-clip mean/std baseline is at chance, so a
 candidate can clear the baseline floor.
@@ -11,8 +11,9 @@ candidate can clear the baseline floor.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -91,7 +92,7 @@ GAP_S = 0.045  # > n_fft / sample_rate (32 ms): no STFT frame sees two notes
 FADE_S = 0.01
 
 
-def _tone(genre: str, rng: np.random.Generator) -> np.ndarray:
+def tone(genre: str, rng: np.random.Generator) -> np.ndarray:
     sr = TINY_FEATURES.sample_rate
     note, gap, fade = (int(round(s * sr)) for s in (NOTE_S, GAP_S, FADE_S))
     f_lo = rng.uniform(250.0, 350.0)
@@ -129,7 +130,7 @@ def make_tiny_repo(root: Path) -> Layout:
                 rel = f"data/raw/{genre}/{track_id}.wav"
                 path = layout.absolute(rel)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                wave = _tone(genre, rng)
+                wave = tone(genre, rng)
                 sf.write(path, wave, TINY_FEATURES.sample_rate, subtype="FLOAT")
                 rows.append(
                     {
@@ -158,7 +159,7 @@ def empty_tracking_db(factory: pytest.TempPathFactory, target: Path) -> str:
     if not _TEMPLATE_DB:
         from mlflow.tracking import MlflowClient
 
-        from genreflow.tracking.runs import quiet_mlflow
+        from genreflow.tracking.store import quiet_mlflow
 
         quiet_mlflow()
         db = factory.mktemp("mlflow-template") / "mlflow.db"
@@ -180,6 +181,25 @@ def use_tracking_db(
     return uri
 
 
+@contextlib.contextmanager
+def pointed_at(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking and registry URIs set to ``uri``, then restored.
+
+    Why: ``mlflow.set_tracking_uri`` (which every stage calls) wins over
+    ``MLFLOW_TRACKING_URI`` for the rest of the process, so a test that names its store through
+    the environment alone would read whichever store an earlier test pointed MLflow at."""
+    import mlflow
+
+    old_tracking, old_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(old_tracking)
+        mlflow.set_registry_uri(old_registry)
+
+
 @dataclass(frozen=True)
 class TinyKit:
     """What the ``tiny`` fixture hands a test: the tiny profile's data and helpers."""
@@ -195,9 +215,8 @@ class TinyKit:
     use_tracking_db: Callable[[pytest.MonkeyPatch, Path, pytest.TempPathFactory], str]
 
 
-@pytest.fixture(scope="session")
-def tiny() -> TinyKit:
-    """The tiny profile's constants and helpers (see :class:`TinyKit`)."""
+def kit() -> TinyKit:
+    """The tiny profile's constants and helpers, as the ``tiny`` fixture hands them out."""
     return TinyKit(
         genres=GENRES,
         splits=MappingProxyType(SPLITS),
