@@ -73,6 +73,10 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path, silent_server: socket.so
         out, err = proc.communicate()
         pytest.fail(f"fetch never connected (exit {proc.returncode}): {err}")
     with conn:
+        # Interrupt only once the request has arrived, so fetch is surely blocked waiting for
+        # the reply (under heavy load the process can still be between connect and send).
+        conn.settimeout(WAIT_S)
+        assert conn.recv(1024).startswith(b"GET "), "fetch sent no HTTP request"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
