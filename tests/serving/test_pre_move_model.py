@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.tiny import GENRES, TINY_FEATURES
 
 # The entry file of models logged before the move, byte for byte (the docstring aside).
 PRE_MOVE_ENTRY_CODE = """\
@@ -44,22 +45,13 @@ def test_a_model_logged_with_the_pre_move_entry_loads_and_answers_as_a_new_one(
     import torch
     from mlflow.tracking import MlflowClient
 
-    from genreflow.core.config import FeatureParams, TrainParams
+    from genreflow.core.config import TrainParams
     from genreflow.models import build_classifier
     from genreflow.serving.export import ENTRY_CODE, log_serving_model
 
     assert OLD_IMPORT not in ENTRY_CODE  # the current entry really is the new one
-    features = FeatureParams(
-        sample_rate=8000,
-        n_fft=256,
-        hop_length=128,
-        n_mels=16,
-        f_min=0.0,
-        f_max=4000.0,
-        segment_s=0.3,
-        segment_hop_s=0.15,
-    )
-    genres = ["blues", "classical", "metal"]
+    features = TINY_FEATURES
+    genres = list(GENRES)
     torch.manual_seed(11)
     arch = TrainParams(arch="crnn", channels=(4, 8), dense=(16,), lstm_hidden=8, dropout=0.0)
     classifier = build_classifier(arch, features.n_mels, features.segment_frames, len(genres))
