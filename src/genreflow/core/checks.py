@@ -1,9 +1,10 @@
-"""The value checks behind :func:`genreflow.core.config.validate_params`.
+"""The machinery behind :func:`genreflow.core.config.validate_params`, knowing nothing of
+``Params``.
 
-Two kinds, both data rather than code paths: a :class:`Range` declared on a field with
-:func:`ranged` (one value against constants), and the :data:`RULES` table (checks that involve
-several keys or a non-numeric value). Kept apart from ``config.py`` so the dataclasses there
-stay readable; this module imports nothing from it at run time, so there is no cycle.
+Two kinds of check, both data rather than code paths: a :class:`Range` declared on a field with
+:func:`ranged` (one value against constants), and :class:`Rule` objects (checks that involve
+several keys or a non-numeric value). The rules themselves (``RULES``) sit in ``config.py``
+beside the dataclasses they check; this module only runs them, on any frozen dataclass tree.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from genreflow.core.config import Params
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -78,100 +76,8 @@ class Rule:
 
     key: str
     needs: tuple[str, ...]
-    ok: Callable[[Params], bool]
-    must: Callable[[Params], str]
-
-
-def _distinct_names(names: tuple[str, ...]) -> bool:
-    return len(names) > 0 and len(set(names)) == len(names) and all(names)
-
-
-def _hop_s(p: Params) -> float:
-    return p.features.hop_length / p.features.sample_rate
-
-
-RULES: tuple[Rule, ...] = (
-    Rule(
-        "data.genres",
-        (),
-        lambda p: _distinct_names(p.data.genres),
-        lambda p: "a non-empty list of distinct, non-empty names",
-    ),
-    Rule(
-        "features.hop_length",
-        ("features.n_fft",),
-        lambda p: p.features.hop_length <= p.features.n_fft,
-        lambda p: f"<= features.n_fft ({p.features.n_fft}), or frames skip audio",
-    ),
-    Rule(
-        "features.f_min",
-        ("features.f_max",),
-        lambda p: p.features.f_min < p.features.f_max,
-        lambda p: f"< features.f_max ({p.features.f_max:g})",
-    ),
-    Rule(
-        "features.f_max",
-        ("features.sample_rate",),
-        lambda p: p.features.f_max <= p.features.sample_rate / 2,
-        lambda p: f"<= features.sample_rate / 2 ({p.features.sample_rate / 2:g}, Nyquist)",
-    ),
-    Rule(  # else the front-end silently rounds the hop up to one frame
-        "features.segment_hop_s",
-        ("features.hop_length", "features.sample_rate"),
-        lambda p: p.features.segment_hop_samples >= p.features.hop_length,
-        lambda p: f">= one STFT hop, hop_length / sample_rate ({_hop_s(p):.4g} s)",
-    ),
-    Rule(  # else each excerpt is padded up to one segment
-        "features.excerpt.length_s",
-        ("features.segment_s",),
-        lambda p: p.features.excerpt.length_s >= p.features.segment_s,
-        lambda p: f">= features.segment_s ({p.features.segment_s:g}), one whole segment",
-    ),
-    Rule(
-        "validate.min_duration_s",
-        ("features.segment_s",),
-        lambda p: p.validate.min_duration_s >= p.features.segment_s,
-        lambda p: f">= features.segment_s ({p.features.segment_s:g}), one whole segment",
-    ),
-    Rule(
-        "validate.max_duration_s",
-        ("validate.min_duration_s",),
-        lambda p: p.validate.max_duration_s > p.validate.min_duration_s,
-        lambda p: f"> validate.min_duration_s ({p.validate.min_duration_s:g})",
-    ),
-    Rule(
-        "validate.split.test_fraction",
-        ("validate.split.val_fraction",),
-        lambda p: p.validate.split.val_fraction + p.validate.split.test_fraction < 1,
-        lambda p: f"< 1 - val_fraction ({1 - p.validate.split.val_fraction:g}), or no train split",
-    ),
-)
-
-
-def _arch_rule(section: str, arch: str, others: str) -> Rule:
-    return Rule(
-        f"{section}.arch",
-        (),
-        lambda p: getattr(p, section).arch == arch,
-        lambda p: f"{arch!r} ({others}; each writes models/<arch>/)",
-    )
-
-
-@functools.cache
-def arch_rules() -> tuple[Rule, ...]:
-    """``<section>.arch`` must be the arch :data:`genreflow.core.config.SECTION_ARCH` pairs it
-    with: each section owns models/<arch>/ and its MLflow run id, so a shared arch clobbers
-    both. Built from that table on first use, since config imports this module."""
-    from genreflow.core.config import SECTION_ARCH
-
-    return tuple(
-        _arch_rule(
-            section,
-            arch,
-            "; ".join(f"{s} trains {a!r}" for s, a in SECTION_ARCH.items() if s != section),
-        )
-        for section, arch in SECTION_ARCH.items()
-    )
+    ok: Callable[[Any], bool]
+    must: Callable[[Any], str]
 
 
 def _show(value: Any) -> str:
@@ -195,16 +101,16 @@ def range_problems(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     return found
 
 
-def find_problems(params: Params) -> list[str]:
-    """One message per bad value: declared ranges first, then :data:`RULES` and
-    :func:`arch_rules`.
+def find_problems(params: Any, rules: tuple[Rule, ...]) -> list[str]:
+    """One message per bad value of the dataclass tree ``params``: declared ranges first, then
+    ``rules``.
 
     A rule is skipped while a key it reads is out of range, so each mistake is reported once
     (``segment_hop_s: -1.5`` is out of range; that it is also below one hop is noise).
     """
     problems = range_problems(params)
     failed = {key for key, _ in problems}
-    for rule in (*RULES, *arch_rules()):
+    for rule in rules:
         if failed.isdisjoint((rule.key, *rule.needs)) and not rule.ok(params):
             value = _show(functools.reduce(getattr, rule.key.split("."), params))
             message = f"{rule.key}: {value} is not allowed; must be {rule.must(params)}"

@@ -8,7 +8,8 @@ deep in the pipeline. The dataclass defaults exist only so tests can build param
 they equal ``params.yaml`` (``tests/code/test_params_file.py`` fails when they drift apart).
 
 Range checks are declared next to the field they guard (``ranged(default, "> 0")``); checks
-involving several keys are the ``RULES`` table in :mod:`genreflow.core.checks`.
+involving several keys are the ``RULES`` table beside the dataclasses, run by
+:mod:`genreflow.core.checks`.
 Constructing a dataclass checks nothing.
 """
 
@@ -23,7 +24,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from genreflow.core.checks import find_problems, ranged
+from genreflow.core.checks import Rule, find_problems, ranged
 from genreflow.core.errors import GenreflowError
 
 GTZAN_GENRES: tuple[str, ...] = (
@@ -204,8 +205,8 @@ def train_lstm_defaults() -> TrainParams:
 
 # The one statement of which training section (and DVC stage of the same name) trains which
 # arch. Each section owns models/<arch>/ and its MLflow run, so the pairing is fixed: the
-# `arch` key in params.yaml must repeat it (checked by core.checks), and the CLI, evaluate and
-# the messages that name a stage all read it from here.
+# `arch` key in params.yaml must repeat it (checked by `arch_rules` below), and the CLI,
+# evaluate and the messages that name a stage all read it from here.
 TrainSection = Literal["train_cnn", "train_lstm"]
 TRAIN_SECTIONS: tuple[TrainSection, ...] = ("train_cnn", "train_lstm")
 SECTION_ARCH: types.MappingProxyType[str, str] = types.MappingProxyType(
@@ -304,6 +305,96 @@ class Params:
     runtime: RuntimeParams = field(default_factory=RuntimeParams)
 
 
+# --------------------------------------------------------------------------- cross-key rules
+def _distinct_names(names: tuple[str, ...]) -> bool:
+    return len(names) > 0 and len(set(names)) == len(names) and all(names)
+
+
+def _hop_s(p: Params) -> float:
+    return p.features.hop_length / p.features.sample_rate
+
+
+# Checks a field's range cannot express; each names the other keys it reads (see Rule).
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "data.genres",
+        (),
+        lambda p: _distinct_names(p.data.genres),
+        lambda p: "a non-empty list of distinct, non-empty names",
+    ),
+    Rule(
+        "features.hop_length",
+        ("features.n_fft",),
+        lambda p: p.features.hop_length <= p.features.n_fft,
+        lambda p: f"<= features.n_fft ({p.features.n_fft}), or frames skip audio",
+    ),
+    Rule(
+        "features.f_min",
+        ("features.f_max",),
+        lambda p: p.features.f_min < p.features.f_max,
+        lambda p: f"< features.f_max ({p.features.f_max:g})",
+    ),
+    Rule(
+        "features.f_max",
+        ("features.sample_rate",),
+        lambda p: p.features.f_max <= p.features.sample_rate / 2,
+        lambda p: f"<= features.sample_rate / 2 ({p.features.sample_rate / 2:g}, Nyquist)",
+    ),
+    Rule(  # else the front-end silently rounds the hop up to one frame
+        "features.segment_hop_s",
+        ("features.hop_length", "features.sample_rate"),
+        lambda p: p.features.segment_hop_samples >= p.features.hop_length,
+        lambda p: f">= one STFT hop, hop_length / sample_rate ({_hop_s(p):.4g} s)",
+    ),
+    Rule(  # else each excerpt is padded up to one segment
+        "features.excerpt.length_s",
+        ("features.segment_s",),
+        lambda p: p.features.excerpt.length_s >= p.features.segment_s,
+        lambda p: f">= features.segment_s ({p.features.segment_s:g}), one whole segment",
+    ),
+    Rule(
+        "validate.min_duration_s",
+        ("features.segment_s",),
+        lambda p: p.validate.min_duration_s >= p.features.segment_s,
+        lambda p: f">= features.segment_s ({p.features.segment_s:g}), one whole segment",
+    ),
+    Rule(
+        "validate.max_duration_s",
+        ("validate.min_duration_s",),
+        lambda p: p.validate.max_duration_s > p.validate.min_duration_s,
+        lambda p: f"> validate.min_duration_s ({p.validate.min_duration_s:g})",
+    ),
+    Rule(
+        "validate.split.test_fraction",
+        ("validate.split.val_fraction",),
+        lambda p: p.validate.split.val_fraction + p.validate.split.test_fraction < 1,
+        lambda p: f"< 1 - val_fraction ({1 - p.validate.split.val_fraction:g}), or no train split",
+    ),
+)
+
+
+def _arch_rule(section: str, arch: str, others: str) -> Rule:
+    return Rule(
+        f"{section}.arch",
+        (),
+        lambda p: getattr(p, section).arch == arch,
+        lambda p: f"{arch!r} ({others}; each writes models/<arch>/)",
+    )
+
+
+def arch_rules() -> tuple[Rule, ...]:
+    """``<section>.arch`` must be the arch :data:`SECTION_ARCH` pairs it with: each section
+    owns models/<arch>/ and its MLflow run id, so a shared arch clobbers both."""
+    return tuple(
+        _arch_rule(
+            section,
+            arch,
+            "; ".join(f"{s} trains {a!r}" for s, a in SECTION_ARCH.items() if s != section),
+        )
+        for section, arch in SECTION_ARCH.items()
+    )
+
+
 # --------------------------------------------------------------------------- checking and loading
 def validate_params(params: Params) -> None:
     """Raise one :class:`ConfigError` listing every bad value (a line each), or return.
@@ -311,7 +402,7 @@ def validate_params(params: Params) -> None:
     :func:`load_params` calls this; stage code that builds or ``replace``-s params may too.
     Construction does not, so tests can build deliberately small or odd params in code.
     """
-    problems = find_problems(params)
+    problems = find_problems(params, (*RULES, *arch_rules()))
     if problems:
         raise ConfigError("\n".join(problems))
 
