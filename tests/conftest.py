@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from support import tiny as tiny_profile
 from support import trained
 from support.tiny import TinyKit, pointed_at

@@ -6,6 +6,7 @@ repository, the environment child processes get, and one ``dvc`` runner) and ``d
 from __future__ import annotations
 
 import pytest
+
 from support.repo import DvcBuild, PipelineKit, build_tiny_pipeline, kit
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from support import tiny as helpers
 from support.tiny import pointed_at
 

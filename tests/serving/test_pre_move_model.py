@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from support.tiny import GENRES, TINY_FEATURES
 
 # The entry file of models logged before the move, byte for byte (the docstring aside).

@@ -71,15 +71,17 @@ def run(
     env: dict[str, str] | None = None,
     check: bool = True,
     timeout: float = COMMAND_TIMEOUT_S,
+    merge_output: bool = False,
 ) -> subprocess.CompletedProcess:
     """Run ``cmd`` in its own session (a timeout kills the whole group, stage commands too);
-    with ``check``, an AssertionError showing its output when it fails."""
+    with ``check``, an AssertionError showing its output when it fails. ``merge_output`` sends
+    stderr into stdout (one interleaved text; ``stderr`` is then empty)."""
     proc = subprocess.Popen(
         list(cmd),
         cwd=cwd,
         env=env or child_env(),
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
@@ -89,10 +91,11 @@ def run(
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         why = f"timed out after {timeout} s"
-        raise AssertionError(f"{' '.join(cmd)} {why}:\n{out}\n{err}") from None
+        raise AssertionError(f"{' '.join(cmd)} {why}:\n{out}\n{err or ''}") from None
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}) in {cwd}:\n{out}\n{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        why = f"failed ({proc.returncode}) in {cwd}"
+        raise AssertionError(f"{' '.join(cmd)} {why}:\n{out}\n{err or ''}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err or "")
 
 
 def dvc(root: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from support.processes import VENV_BIN
+from support.processes import VENV_BIN, child_env, run
 
 REPO = Path(__file__).resolve().parents[2]  # tests/support/repo.py -> the repository
 DVC_TIMEOUT_S = 900
@@ -78,47 +77,24 @@ def clean_env() -> dict[str, str]:
 
 
 def dvc_env() -> dict[str, str]:
-    """:func:`clean_env` without the DVC variables of an enclosing stage or experiment, with
-    the venv first on PATH (stage commands and the queue's worker find its executables)."""
-    env = {
-        k: v for k, v in clean_env().items() if k not in ("DVC_ROOT", "DVC_STAGE", "DVC_EXP_NAME")
-    }
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    return env
+    """The environment for ``dvc``: :func:`support.processes.child_env` (no MLflow or enclosing
+    stage's variables, the venv first on PATH so stage commands find its executables)."""
+    return child_env()
 
 
 def run_dvc(
     root: Path, *args: str, timeout: float = DVC_TIMEOUT_S, merge_output: bool = False
 ) -> subprocess.CompletedProcess:
-    """Run the venv's ``dvc`` in ``root``: its completed process, or an AssertionError showing
-    its output. ``merge_output`` sends stderr into stdout (one interleaved text).
-
-    It runs in its own session so that, on a timeout, its whole process group (the stage
-    commands it started included) is killed, not just the ``dvc`` process.
-    """
-    proc = subprocess.Popen(
+    """Run the venv's ``dvc`` in ``root`` in its own session (see :func:`support.processes.run`):
+    its completed process, or an AssertionError showing its output. ``merge_output`` sends
+    stderr into stdout (one interleaved text)."""
+    return run(
         [str(VENV_BIN / "dvc"), *args],
-        cwd=root,
-        env=dvc_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+        root,
+        dvc_env(),
+        timeout=timeout,
+        merge_output=merge_output,
     )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(
-            f"dvc {' '.join(args)} timed out after {timeout} s:\n{out}\n{err or ''}"
-        ) from None
-    if proc.returncode != 0:
-        raise AssertionError(
-            f"dvc {' '.join(args)} failed ({proc.returncode}):\n{out}\n{err or ''}"
-        )
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err or "")
 
 
 @dataclass(frozen=True)
