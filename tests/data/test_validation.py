@@ -218,6 +218,43 @@ def test_validated_manifest_is_deterministic(small_run, tmp_path: Path) -> None:
     assert again.validated_manifest.read_bytes() == layout.validated_manifest.read_bytes()
 
 
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {f.relative_to(root).as_posix(): f.read_bytes() for f in root.rglob("*") if f.is_file()}
+
+
+def test_gx_reports_are_content_only(small_run, tmp_path: Path, monkeypatch) -> None:
+    """Same data, another directory, another moment and time zone: the same report bytes.
+
+    gx_result.json and data_docs/ are DVC outputs; GX would put its run time, load time, random
+    ids and page timestamps into them. The run is named after the raw manifest instead.
+    """
+    import time
+
+    layout, _ = small_run
+    _write_raw(tmp_path, {"a": 4, "b": 4, "c": 4}, silent="b.00002")
+    again = Layout.from_root(tmp_path)
+    monkeypatch.setenv("TZ", "America/Sao_Paulo")
+    time.tzset()
+    try:
+        validate(_params(), again, progress=False, workers=1)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    first, second = layout.validation_reports, again.validation_reports
+    assert (second / "gx_result.json").read_bytes() == (first / "gx_result.json").read_bytes()
+    docs = _tree_bytes(first / "data_docs")
+    assert _tree_bytes(second / "data_docs") == docs
+    # still says which data were validated, and nothing of the machine or the moment
+    sha = hashlib.sha256(layout.raw_manifest.read_bytes()).hexdigest()
+    run_dirs = {Path(name).parts[2] for name in docs if name.startswith("validations/")}
+    assert run_dirs == {f"raw-manifest-sha256-{sha[:16]}"}
+    pages = [body.decode() for name, body in docs.items() if name.endswith(".html")]
+    text = (first / "gx_result.json").read_text() + "".join(pages)
+    assert str(layout.root) not in text and str(again.root) not in text
+    assert time.strftime("%Y%m%d") not in text and "ge_load_time" not in text
+
+
 def test_parallel_and_serial_decoding_agree(small_run) -> None:
     layout, _ = small_run
     manifest = pd.read_csv(layout.raw_manifest)

@@ -3,10 +3,14 @@
 Each check pairs one GX expectation with the sentence a user reads in ``quarantine.csv``: GX
 decides *which* rows fail (``unexpected_index_list`` keyed by path), the check says *why* in
 words. GX is imported here only, so importing :mod:`genreflow.validation` stays cheap.
+
+The results and Data Docs are DVC outputs, so they hold content only: GX's run time, load time
+and random ids are replaced by a run named after the data validated (see :class:`GxSession`).
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +23,7 @@ import pandas as pd
 from great_expectations.core.expectation_validation_result import (
     ExpectationSuiteValidationResult,
 )
+from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import (
     DataContextConfig,
     InMemoryStoreBackendDefaults,
@@ -32,6 +37,11 @@ BALANCE_SUITE = "genreflow_class_balance"
 DUPLICATE_CHECK = "duplicate"
 TRACK_ID_CHECK = "unique_track_id"
 BALANCE_CHECK = "class_balance"
+
+#: The run time GX is given. It needs one, and the real one would make every report's bytes
+#: (and the Data Docs folder names) differ run to run; the run *name* says what was validated.
+FIXED_RUN_TIME = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_VIEWS = "genreflow.validation.docs_view"
 
 
 @dataclass(frozen=True)
@@ -184,10 +194,65 @@ def _result_format(index_column: str) -> dict[str, Any]:
     return {"result_format": "COMPLETE", "unexpected_index_column_names": [index_column]}
 
 
-class GxSession:
-    """An ephemeral GX context: suites run in memory, reports are written where we say."""
+def content_run_id(run_name: str) -> RunIdentifier:
+    """The GX run identifier: ``run_name`` (what was validated) at :data:`FIXED_RUN_TIME`."""
+    return RunIdentifier(run_name=run_name, run_time=FIXED_RUN_TIME)
 
-    def __init__(self) -> None:
+
+def make_content_only(result: ExpectationSuiteValidationResult) -> None:
+    """Drop what GX makes up per run from ``result`` (in place): its random ids and load time.
+
+    The expectations' and the validation definition's ids are ``uuid4`` drawn when the suite is
+    built, and ``ge_load_time`` is the wall clock when the DataFrame was read; none says
+    anything about the data. The run id is content-only already (see :func:`content_run_id`),
+    but GX serialises a :class:`RunIdentifier`'s time in the machine's local time zone, so it is
+    kept as plain JSON in UTC.
+    """
+    run_id = result.meta.get("run_id")
+    if isinstance(run_id, RunIdentifier):
+        result.meta["run_id"] = {
+            "run_name": run_id.run_name,
+            "run_time": run_id.run_time.astimezone(datetime.UTC).isoformat(),
+        }
+    result.meta["validation_id"] = None
+    markers = result.meta.get("batch_markers")
+    if markers:
+        markers.pop("ge_load_time", None)
+    for res in result.results:
+        if res.expectation_config is not None:
+            res.expectation_config.id = None
+
+
+def _site_config(directory: Path) -> dict[str, Any]:
+    """A static site in ``directory`` whose pages render without timestamps or random ids."""
+    page_view = {"module_name": _VIEWS, "class_name": "ContentOnlyPageView"}
+    return {
+        "class_name": "SiteBuilder",
+        "site_index_builder": {
+            "class_name": "DefaultSiteIndexBuilder",
+            "view": {"module_name": _VIEWS, "class_name": "ContentOnlyIndexPageView"},
+        },
+        "site_section_builders": {
+            "expectations": {"view": page_view},
+            "validations": {"view": page_view},
+        },
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(directory),
+        },
+    }
+
+
+class GxSession:
+    """An ephemeral GX context: suites run in memory, reports are written where we say.
+
+    ``run_name`` names every validation run of the session (GX shows it in the Data Docs and
+    uses it in their folder names); the caller derives it from the data validated, so the same
+    data give the same reports byte for byte.
+    """
+
+    def __init__(self, run_name: str) -> None:
+        self.run_id = content_run_id(run_name)
         config = DataContextConfig(
             store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
             progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
@@ -210,7 +275,9 @@ class GxSession:
             gx.ValidationDefinition(name=suite_name, data=batch, suite=suite)
         )
         result = definition.run(
-            batch_parameters={"dataframe": df}, result_format=_result_format(index_column)
+            batch_parameters={"dataframe": df},
+            result_format=_result_format(index_column),
+            run_id=self.run_id,
         )
         for res in result.results:
             if res.exception_info.get("raised_exception"):
@@ -218,22 +285,29 @@ class GxSession:
                     f"Great Expectations could not evaluate {res.expectation_config.type} "
                     f"on {suite_name}: {res.exception_info.get('exception_message')}"
                 )
+        make_content_only(result)
+        self._restore(suite_name, result)
         return result
+
+    def _restore(self, suite_name: str, result: ExpectationSuiteValidationResult) -> None:
+        """Store the content-only ``result`` over the one GX stored, so Data Docs render it."""
+        store = self.context.validation_results_store
+        keys = [
+            key
+            for key in store.list_keys()
+            if key.expectation_suite_identifier.name == suite_name and key.run_id == self.run_id
+        ]
+        if len(keys) != 1:
+            raise RuntimeError(
+                f"Great Expectations stored {len(keys)} results for {suite_name} in run "
+                f"{self.run_id.run_name}, expected 1"
+            )
+        store.set(keys[0], result)
 
     def build_data_docs(self, directory: Path) -> Path:
         """Render static Data Docs for every run so far into ``directory``; return index.html."""
         directory = Path(directory).resolve()  # GX insists on an absolute base_directory
-        self.context.add_data_docs_site(
-            "genreflow_validation",
-            {
-                "class_name": "SiteBuilder",
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(directory),
-                },
-            },
-        )
+        self.context.add_data_docs_site("genreflow_validation", _site_config(directory))
         self.context.build_data_docs(site_names=["genreflow_validation"])
         index = directory / "index.html"
         if not index.is_file():

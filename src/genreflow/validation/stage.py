@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from genreflow.core.config import Params
+from genreflow.core.hashing import file_sha256
 from genreflow.core.paths import Layout
 from genreflow.validation import report
 from genreflow.validation.decode_table import MANIFEST_COLUMNS, decode_table
@@ -166,6 +167,15 @@ def _listing(rows: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def gx_run_name(layout: Layout) -> str:
+    """The name of the GX run: the raw manifest's SHA-256, which pins every file's bytes.
+
+    The reports are DVC outputs and must be the same bytes for the same data, so the run is
+    named after what was validated, not after when (see :class:`~.expectations.GxSession`).
+    """
+    return f"raw-manifest-sha256-{file_sha256(layout.raw_manifest)[:16]}"
+
+
 def _gtzan_assignment(
     clips: pd.DataFrame, layout: Layout
 ) -> tuple[dict[str, str | None], set[str]]:
@@ -299,7 +309,7 @@ def validate(
     excluded: set[str] = set()
     if scheme == "gtzan":
         split_of, excluded = _gtzan_assignment(clips, layout)
-    session = gxv.GxSession()
+    session = gxv.GxSession(gx_run_name(layout))
     clips, clip_result = _quarantine(gxv, session, clips, params, excluded)
     if scheme == "stratified":
         split_of = _stable_assignment(clips, v.split)
