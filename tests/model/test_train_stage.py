@@ -55,6 +55,7 @@ def test_train_stage_logs_run_and_writes_outputs(
     epochs = list(range(1, 9))  # tiny_train: 8 epochs
     assert [int(r["epoch"]) for r in rows] == epochs
     assert {"train_loss", "val_loss", "val_accuracy", "val_clip_accuracy"} <= set(rows[0])
+    assert "seconds" not in rows[0]  # wall time is provenance: MLflow's epoch_seconds only
 
     client = MlflowClient()
     run = client.get_run(run_json["run_id"])
@@ -69,8 +70,16 @@ def test_train_stage_logs_run_and_writes_outputs(
     assert t["dvc_stage"] == "train_cnn" and t["dvc_exp_name"] == "tiny-exp"
     assert t[TAG_MANIFEST_SHA] == file_sha256(tiny_repo.validated_manifest)
     assert len(t[TAG_FEATURES_DIGEST]) == 64
-    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_clip_accuracy"):
+    for key in (
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "val_clip_accuracy",
+        "epoch_seconds",
+    ):
         assert _metric_steps(client, run.info.run_id, key) == epochs, key
+    assert all(m.value > 0 for m in client.get_metric_history(run.info.run_id, "epoch_seconds"))
     history = client.get_metric_history(run.info.run_id, "val_clip_accuracy")
     csv_clip = {int(r["epoch"]): float(r["val_clip_accuracy"]) for r in rows}
     assert {m.step: m.value for m in history} == pytest.approx(csv_clip)

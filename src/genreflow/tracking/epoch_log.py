@@ -1,7 +1,9 @@
 """Per-epoch records of a training stage: the DVC plots file and the MLflow run's metrics.
 
 ``reports/training/<arch>.csv`` holds one row per epoch (DVC plots: training curves); it is
-rewritten after every epoch so a running stage can be watched with ``dvc plots show``.
+rewritten after every epoch so a running stage can be watched with ``dvc plots show``. It is a
+DVC output, so it holds content only: the epoch's wall time differs run to run and goes to
+MLflow alone (metric ``epoch_seconds``).
 
 ``models/<arch>/mlflow_run_id`` names the MLflow run the checkpoint belongs to (a ``persist``
 output like the checkpoint), so a killed stage that resumes from its checkpoint also resumes
@@ -28,10 +30,10 @@ CSV_COLUMNS = (
     "val_accuracy",
     "val_clip_accuracy",
     "lr",
-    "seconds",
 )
-# MLflow metric name per EpochMetrics field (``seconds`` reads better as a duration).
-METRIC_NAMES = {c: ("epoch_seconds" if c == "seconds" else c) for c in CSV_COLUMNS[1:]}
+#: MLflow metric name per EpochMetrics field: every CSV column, plus the epoch's wall time
+#: (provenance, not content: MLflow only; ``epoch_seconds`` reads better as a duration).
+METRIC_NAMES = {**{c: c for c in CSV_COLUMNS[1:]}, "seconds": "epoch_seconds"}
 
 
 def write_epochs_csv(path: Path, rows: list[dict[str, Any]]) -> None:
