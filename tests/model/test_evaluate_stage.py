@@ -79,7 +79,7 @@ def test_reports_metrics_registration_and_champion(env, tiny):
         assert int(frame.to_numpy().sum()) == n_test
         assert (layout.reports_dir / "evaluate" / f"confusion_{arch}.png").stat().st_size > 0
         # test metrics and confusion files went into the candidate's training run
-        run_id = json.loads((layout.models_dir / arch / "run.json").read_text())["run_id"]
+        run_id = layout.run_id_file(arch).read_text().strip()
         run = client.get_run(run_id)
         assert run.data.metrics["test_accuracy"] == pytest.approx(m["accuracy"])
         names = {a.path for a in client.list_artifacts(run_id, "evaluate")}
@@ -211,9 +211,46 @@ def test_missing_run_names_the_fix(env, tiny, tmp_path, tmp_path_factory, monkey
     with pytest.raises(MissingRunError) as err:
         evaluate_stage(params, layout, progress=False)
     msg = str(err.value)
-    assert "models/cnn/run.json" in msg and "does not hold it" in msg
+    assert "models/cnn/mlflow_run_id" in msg and "does not hold it" in msg
     assert "dvc repro --force train_cnn" in msg and "dvc repro --no-run-cache" in msg
     assert (layout.reports_dir / "metrics.json").read_bytes() == before
+
+
+def test_candidate_run_comes_from_mlflow_run_id(env):
+    """run.json holds scores only; the run is mlflow_run_id's, the model URI that run's logged
+    model, as MLflow records it (the run's model outputs)."""
+    from genreflow.pipeline.candidate_runs import candidate_run
+
+    layout, uri, _, _ = env
+    client = _point_mlflow(uri)
+    for section, arch in (("train_cnn", "cnn"), ("train_lstm", "crnn")):
+        run_json = json.loads(layout.run_info(arch).read_text())
+        assert not {"run_id", "model_uri", "tracking_uri", "resumed_from_epoch"} & set(run_json)
+        found = candidate_run(section, arch, layout, uri)
+        run_id = layout.run_id_file(arch).read_text().strip()
+        assert found == {**run_json, "run_id": run_id, "model_uri": found["model_uri"]}
+        outputs = client.get_run(run_id).outputs.model_outputs
+        assert found["model_uri"] in {f"models:/{o.model_id}" for o in outputs}
+        model = client.get_logged_model(found["model_uri"].removeprefix("models:/"))
+        assert model.source_run_id == run_id
+
+
+def test_missing_run_id_file_names_the_file_and_fix(env, tmp_path):
+    import shutil
+
+    from genreflow.pipeline.candidate_runs import MissingRunError
+    from genreflow.pipeline.evaluate import evaluate_stage
+
+    layout, _, params, _ = env
+    other = _sibling_repo(layout, tmp_path)
+    shutil.copytree(layout.models_dir, other.models_dir, symlinks=True)
+    other.run_id_file("cnn").unlink()
+    with pytest.raises(MissingRunError) as err:
+        evaluate_stage(params, other, progress=False)
+    msg = str(err.value)
+    assert msg.startswith("models/cnn/mlflow_run_id: missing")
+    assert "dvc repro --force train_cnn" in msg
+    assert not other.metrics.exists()  # stopped before writing anything
 
 
 def test_missing_run_json_names_the_stage(env, tmp_path):

@@ -40,7 +40,7 @@ def evaluated(trained_tiny):
 
 
 def _run_id(layout, arch: str) -> str:
-    return json.loads((layout.models_dir / arch / "run.json").read_text())["run_id"]
+    return layout.run_id_file(arch).read_text().strip()
 
 
 def test_metrics_json_has_every_perturbation_for_each_candidate(evaluated, tiny):
@@ -106,13 +106,14 @@ def test_dvc_metrics_show_lists_the_nested_scores(evaluated, tmp_path):
 def test_score_served_subset_goes_through_the_served_model(evaluated, tiny, monkeypatch):
     """``max_clips`` spreads a subset over the genres; the scores come from real files."""
     from genreflow.features.store import FeatureStore
+    from genreflow.pipeline.candidate_runs import candidate_run
     from genreflow.pipeline.held_out_clips import load_test_clips
     from genreflow.robustness.score import score_served
     from genreflow.serving.served import ServedModel
 
     layout, uri, _, metrics = evaluated
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    info = json.loads((layout.models_dir / "cnn" / "run.json").read_text())
+    info = candidate_run("train_cnn", "cnn", layout, uri)  # the run's logged model, as evaluate
     served = ServedModel.load(info["model_uri"])
     clips = load_test_clips(FeatureStore.load(layout.features_dir), layout)
     settings = replace(

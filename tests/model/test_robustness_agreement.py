@@ -11,8 +11,6 @@ labels.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -26,13 +24,14 @@ LOSSLESS = RobustnessParams(
 
 def test_agreement_follows_the_clean_prediction_whatever_the_labels(trained_tiny_store):
     from genreflow.features.store import FeatureStore
+    from genreflow.pipeline.candidate_runs import candidate_run
     from genreflow.pipeline.held_out_clips import load_test_clips
     from genreflow.robustness.score import score_served
     from genreflow.serving.served import ServedModel
 
     trained_tiny = trained_tiny_store  # MLflow names its store (environment and process-wide)
     layout = trained_tiny.layout
-    info = json.loads((layout.models_dir / "cnn" / "run.json").read_text())
+    info = candidate_run("train_cnn", "cnn", layout, trained_tiny.uri)
     served = ServedModel.load(info["model_uri"])
     clips = load_test_clips(FeatureStore.load(layout.features_dir), layout)
     first, second = trained_tiny.params.data.genres[:2]

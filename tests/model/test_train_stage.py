@@ -24,6 +24,10 @@ def _metric_steps(client, run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
+#: What train_stage returns beside run.json: provenance, which lives in MLflow only.
+PROVENANCE = ("run_id", "model_uri")
+
+
 def test_train_stage_logs_run_and_writes_outputs(
     tiny, tiny_repo, tmp_path, tmp_path_factory, monkeypatch
 ):
@@ -42,10 +46,20 @@ def test_train_stage_logs_run_and_writes_outputs(
 
     model_dir = tiny_repo.models_dir / "cnn"
     run_json = json.loads((model_dir / "run.json").read_text())
-    assert run_json == summary
-    assert run_json["arch"] == "cnn" and run_json["model_uri"].startswith("models:/")
-    assert run_json["tracking_uri"] == f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
-    assert (model_dir / "mlflow_run_id").read_text().strip() == run_json["run_id"]
+    # run.json is a DVC output, content only: no run id, model URI, machine path or resume
+    assert run_json == {k: v for k, v in summary.items() if k not in PROVENANCE}
+    assert set(run_json) == {
+        "experiment",
+        "arch",
+        "section",
+        "best_epoch",
+        "best_val_clip_accuracy",
+        "epochs_run",
+        "stopped_early",
+    }
+    assert run_json["arch"] == "cnn" and summary["model_uri"].startswith("models:/")
+    assert str(tmp_path) not in (model_dir / "run.json").read_text()
+    assert (model_dir / "mlflow_run_id").read_text().strip() == summary["run_id"]
     assert (model_dir / "checkpoint.pt").is_file()
     classifier, meta = load_classifier(model_dir / "model.pt")
     assert meta["genres"] == list(tiny.genres) and meta["feature_params"] == tiny.features
@@ -58,7 +72,7 @@ def test_train_stage_logs_run_and_writes_outputs(
     assert "seconds" not in rows[0]  # wall time is provenance: MLflow's epoch_seconds only
 
     client = MlflowClient()
-    run = client.get_run(run_json["run_id"])
+    run = client.get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
     assert client.get_experiment(run.info.experiment_id).name == "genreflow"
     p = run.data.params
@@ -89,12 +103,16 @@ def test_train_stage_logs_run_and_writes_outputs(
     # the logged model is the serving model, with a variable-length waveform signature
     from mlflow.models import get_model_info
 
-    info = get_model_info(run_json["model_uri"])
+    info = get_model_info(summary["model_uri"])
     spec = info.signature.inputs.inputs[0]
     assert spec.shape == (-1, -1) and str(spec.type) == "float32"
     outputs = {col.name for col in info.signature.outputs.inputs}
     assert {"genre", "probabilities", "embedding", "model_id"} <= outputs
     assert info.metadata["genres"] == list(tiny.genres)
+
+
+#: The CRNN stage's outputs that hold content only (its mlflow_run_id may differ run to run).
+CONTENT_FILES = ("models/crnn/run.json", "reports/training/crnn.csv")
 
 
 class _Killed(BaseException):
@@ -134,7 +152,7 @@ def test_killed_stage_resumes_same_mlflow_run(
     monkeypatch.setattr(EpochLogger, "__call__", original)
     summary = stage_mod.train_stage(params, "train_lstm", layout, progress=False)
     assert summary["run_id"] == run_id
-    assert summary["resumed_from_epoch"] == 2
+    assert client.get_run(run_id).data.tags["resumed_from_epoch"] == "2"  # MLflow, not run.json
     assert client.get_run(run_id).info.status == "FINISHED"
     for key in ("train_loss", "val_loss", "val_clip_accuracy"):
         assert _metric_steps(client, run_id, key) == [1, 2, 3], key
@@ -143,10 +161,15 @@ def test_killed_stage_resumes_same_mlflow_run(
     with (layout.reports_dir / "training" / "crnn.csv").open() as fh:
         assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [1, 2, 3]
 
+    resumed_files = {p: (layout.root / p).read_bytes() for p in CONTENT_FILES}
+
     # a finished run is never resumed: a forced re-run starts a new run
     again = stage_mod.train_stage(params, "train_lstm", layout, progress=False)
     assert again["run_id"] != run_id
     assert _metric_steps(client, again["run_id"], "val_clip_accuracy") == [1, 2, 3]
+    assert (layout.models_dir / "crnn" / "mlflow_run_id").read_text().strip() == again["run_id"]
+    # another run id, no resume: run.json and the curve are the same bytes all the same
+    assert {p: (layout.root / p).read_bytes() for p in CONTENT_FILES} == resumed_files
 
 
 def test_train_stage_rejects_store_made_with_other_features(

@@ -132,7 +132,7 @@ class Layout:
         return self.model_dir(arch) / "model.pt"
 
     def run_info(self, arch: str) -> Path:
-        """``run.json``: run id, logged-model URI and scores; written last by training."""
+        """``run.json``: the training scores, content only; written last by training."""
         return self.model_dir(arch) / "run.json"
 
     def training_curve(self, arch: str) -> Path:

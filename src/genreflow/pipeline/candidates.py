@@ -96,7 +96,9 @@ def score_candidate(
 ) -> tuple[Candidate, dict[str, Any]]:
     """Validation and test scores of one trained model, its confusion outputs, its candidate.
 
-    ``info`` is its ``run.json``; ``commit`` the git commit to record when its run has none.
+    ``info`` is its ``run.json`` plus ``run_id`` and ``model_uri`` from MLflow
+    (:func:`genreflow.pipeline.candidate_runs.candidate_run`); ``commit`` the git commit to
+    record when its run has none.
     Returns the candidate and its ``metrics.json`` entry.
     """
     from genreflow.evaluation.metrics import score_clips

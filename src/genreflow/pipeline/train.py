@@ -7,8 +7,9 @@ Outputs under ``models/<arch>/`` (``arch`` is ``cnn`` or ``crnn``; the paths are
 - ``mlflow_run_id``: the MLflow run this checkpoint belongs to (persist it too; see
   training.epoch_log);
 - ``model.pt``: best-epoch weights plus configs (:func:`genreflow.serving.core.save_model`);
-- ``run.json``: run id, logged-model URI and scores, which ``evaluate`` reads (see
-  training.run_info). Written last, so its presence means the stage completed.
+- ``run.json``: the scores ``evaluate`` reads (see tracking.run_info), content only: the run
+  id, the logged model's URI and timings are provenance, kept in MLflow (and the run id in
+  ``mlflow_run_id``). Written last, so its presence means the stage completed.
 
 The run also logs the tracks it trained and was selected on (``split/train_val_tracks.csv``,
 see :mod:`genreflow.tracking.training_tracks`), so the registry can tell whether a later test
@@ -46,7 +47,11 @@ log = logging.getLogger(__name__)
 def train_stage(
     params: Params, section: TrainSection, layout: Layout, progress: bool = True
 ) -> dict[str, Any]:
-    """Run one training stage end to end; returns what it wrote to ``run.json``."""
+    """Run one training stage end to end.
+
+    Returns what it wrote to ``run.json`` plus the provenance left out of it: ``run_id`` and
+    ``model_uri`` (the run's logged model).
+    """
     import mlflow
 
     from genreflow.models import build_classifier
@@ -67,7 +72,7 @@ def train_stage(
     classifier = build_classifier(train, int(n_mels), int(n_frames), len(genres))
     layout.model_dir(arch).mkdir(parents=True, exist_ok=True)
     experiment = params.tracking.experiment
-    tracking_uri = configure_mlflow(layout, experiment)
+    configure_mlflow(layout, experiment)
 
     with contextlib.ExitStack() as stack:
         logger = EpochLogger(layout, params, section, stack)
@@ -113,10 +118,10 @@ def train_stage(
         log_manifest_input(layout.validated_manifest)
         example = example_waveforms(store, layout, feature_params)
         info = log_serving_model(classifier, feature_params, genres, example)
+        # Content only (a DVC output): the same inputs give the same bytes. The run id, the
+        # model URI (a random id), the tracking URI (a machine path) and a resume's epoch are
+        # provenance; MLflow has them (the run id also in mlflow_run_id).
         summary = {
-            "run_id": run_id,
-            "model_uri": info.model_uri,
-            "tracking_uri": tracking_uri,
             "experiment": experiment,
             "arch": arch,
             "section": section,
@@ -124,7 +129,6 @@ def train_stage(
             "best_val_clip_accuracy": float(result.best_val_clip_accuracy),
             "epochs_run": len(result.history),
             "stopped_early": bool(result.stopped_early),
-            "resumed_from_epoch": result.resumed_from_epoch,
         }
         write_json(layout.run_info(arch), summary)
-    return summary
+    return {**summary, "run_id": run_id, "model_uri": info.model_uri}
