@@ -1,15 +1,23 @@
-"""DVC stage ``train_cnn``: params ``train_cnn`` (+ ``seed``) -> ``models/cnn/``, an MLflow run."""
+"""DVC stage ``train_cnn``: params ``train_cnn`` (+ ``seed``, ``threads``) -> ``models/cnn/``,
+an MLflow run."""
 
-from genreflow.core.config import load_params
-from genreflow.core.paths import Layout
-from genreflow.core.runner import run_stage
-from genreflow.pipeline.train import train_stage
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from genreflow.core.runner import run_pipeline_stage
+
+if TYPE_CHECKING:
+    from genreflow.core.config import Params
+    from genreflow.core.paths import Layout
 
 
-def main() -> None:
-    layout = Layout.from_root()
-    train_stage(load_params(layout.params), "train_cnn", layout)
+def main(params: Params, layout: Layout) -> None:
+    # imported here, after run_pipeline_stage pinned the numerics torch will compute with
+    from genreflow.pipeline.train import train_stage
+
+    train_stage(params, "train_cnn", layout)
 
 
 if __name__ == "__main__":
-    run_stage("train_cnn", main)
+    run_pipeline_stage("train_cnn", main)

@@ -1,17 +1,23 @@
 """DVC stage ``validate``: params ``validate`` (+ ``data.genres``, ``data.source``) ->
 ``data/validated/manifest.csv`` with a per-track split, and ``reports/validation/``."""
 
-from genreflow.core.config import load_params
-from genreflow.core.paths import Layout
-from genreflow.core.runner import run_stage
-from genreflow.validation import validate
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from genreflow.core.runner import run_pipeline_stage
+
+if TYPE_CHECKING:
+    from genreflow.core.config import Params
+    from genreflow.core.paths import Layout
 
 
-def main() -> None:
-    layout = Layout.from_root()
-    params = load_params(layout.params)
+def main(params: Params, layout: Layout) -> None:
+    # imported here, after run_pipeline_stage pinned the numerics torch will compute with
+    from genreflow.validation import validate
+
     validate(params, layout, workers=params.runtime.workers)
 
 
 if __name__ == "__main__":
-    run_stage("validate", main)
+    run_pipeline_stage("validate", main)

@@ -50,13 +50,25 @@ def _context(root: Path | None):
     return layout, load_params(layout.params)
 
 
+def _pinned_context(root: Path | None):
+    """:func:`_context`, with the numerics pinned as the stages pin them (see
+    genreflow.core.numerics): for commands that write what a DVC stage owns. Call it before
+    importing anything that computes with torch."""
+    from genreflow.core.numerics import apply_numerics
+
+    layout, params = _context(root)
+    apply_numerics(params)
+    return layout, params
+
+
 @app.command()
 def fetch(root: RootOption = None, quiet: QuietOption = False) -> None:
     """Fetch raw audio per params `data` (synthetic, local or url) into data/raw/."""
-    from genreflow.sources.stage import fetch as do_fetch
 
     def go() -> None:
-        layout, params = _context(root)
+        layout, params = _pinned_context(root)
+        from genreflow.sources.stage import fetch as do_fetch
+
         path = do_fetch(params.data, layout, progress=not quiet, workers=params.runtime.workers)
         typer.echo(f"manifest: {path}")
 
@@ -66,10 +78,11 @@ def fetch(root: RootOption = None, quiet: QuietOption = False) -> None:
 @app.command()
 def validate(root: RootOption = None, quiet: QuietOption = False) -> None:
     """Decode and check every clip (Great Expectations), quarantine bad ones, assign splits."""
-    from genreflow.validation import validate as do_validate
 
     def go() -> None:
-        layout, params = _context(root)
+        layout, params = _pinned_context(root)
+        from genreflow.validation import validate as do_validate
+
         summary = do_validate(params, layout, progress=not quiet, workers=params.runtime.workers)
         typer.echo(str(summary))
 
@@ -79,10 +92,11 @@ def validate(root: RootOption = None, quiet: QuietOption = False) -> None:
 @app.command()
 def spectrogramize(root: RootOption = None, quiet: QuietOption = False) -> None:
     """Compute the log-mel feature store in data/features/ and the figures."""
-    from genreflow.features.stage import spectrogramize as do_spec
 
     def go() -> None:
-        layout, params = _context(root)
+        layout, params = _pinned_context(root)
+        from genreflow.features.stage import spectrogramize as do_spec
+
         meta = do_spec(
             params.features,
             params.data.genres,
@@ -105,7 +119,6 @@ def train(
 ) -> None:
     """Train one model on the feature store, tracked in MLflow; resumes from its checkpoint."""
     from genreflow.core.config import ConfigError, section_of_arch
-    from genreflow.pipeline.train import train_stage
 
     try:
         section = section_of_arch(model)
@@ -113,7 +126,9 @@ def train(
         raise typer.BadParameter(str(exc)) from exc
 
     def go() -> None:
-        layout, params = _context(root)
+        layout, params = _pinned_context(root)
+        from genreflow.pipeline.train import train_stage
+
         train_stage(params, section, layout, progress=not quiet)
 
     run_stage("train", go)
@@ -122,10 +137,11 @@ def train(
 @app.command()
 def evaluate(root: RootOption = None, quiet: QuietOption = False) -> None:
     """Score both models on the test split, register them and decide the champion."""
-    from genreflow.pipeline.evaluate import evaluate_stage
 
     def go() -> None:
-        layout, params = _context(root)
+        layout, params = _pinned_context(root)
+        from genreflow.pipeline.evaluate import evaluate_stage
+
         evaluate_stage(params, layout, progress=not quiet)
 
     run_stage("evaluate", go)
@@ -176,12 +192,16 @@ def retrain(
     raise typer.Exit(outcome[0].exit_code)
 
 
-def _registry_action(command: str, name: str | None, root: Path | None, action) -> None:
-    """Run ``action(registered_model_name, layout)`` against this repo's registry; print JSON."""
+def _registry_action(
+    command: str, name: str | None, root: Path | None, action, pinned: bool = False
+) -> None:
+    """Run ``action(registered_model_name, layout)`` against this repo's registry; print JSON.
+    ``pinned``: the action rebuilds the similar-song index (evaluate's DVC output), so the
+    numerics are pinned as the stage pins them."""
     from genreflow.tracking.store import configure_mlflow
 
     def go() -> None:
-        layout, params = _context(root)
+        layout, params = _pinned_context(root) if pinned else _context(root)
         configure_mlflow(layout, params.tracking.experiment)
         result = action(name or params.tracking.registered_model, layout)
         typer.echo(json.dumps(result, indent=2, default=str))
@@ -200,7 +220,9 @@ def promote(
     The similar-song index then follows the new champion."""
     from genreflow.pipeline.champion import promote as do_promote
 
-    _registry_action("promote", name, root, lambda n, layout: do_promote(n, version, layout))
+    _registry_action(
+        "promote", name, root, lambda n, layout: do_promote(n, version, layout), pinned=True
+    )
 
 
 @app.command()
@@ -214,7 +236,7 @@ def rollback(
     again, only `genreflow promote VERSION` can. The similar-song index then follows."""
     from genreflow.pipeline.champion import rollback as do_rollback
 
-    _registry_action("rollback", name, root, do_rollback)
+    _registry_action("rollback", name, root, do_rollback, pinned=True)
 
 
 @app.command()
@@ -333,6 +355,61 @@ def similar(
     run_stage("similar", go)
 
 
+@app.command()
+def numerics(
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            help="cnn or crnn: compare with the environment that trained models/<arch>/ "
+            "(its MLflow run, named by models/<arch>/mlflow_run_id). Exit 1 if the recipe differs.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the fingerprint as JSON.")] = False,
+    root: RootOption = None,
+) -> None:
+    """Print this machine's numeric environment as the stages pin it: what decides the bytes
+    (instruction-set paths, MKL and oneDNN settings, threads, torch/CUDA versions) and the
+    machine (CPU model, cores, GPU)."""
+    outcome: list[int] = []
+
+    def go() -> None:
+        from genreflow.core.numerics import describe, numeric_environment, recipe_differences
+
+        layout, _ = _pinned_context(root)
+        mine = numeric_environment()
+        if against is None:
+            typer.echo(json.dumps(mine, indent=2) if as_json else describe(mine))
+            return
+        theirs, label = _trained_environment(layout, against)
+        if as_json:
+            typer.echo(json.dumps({"this_machine": mine, label: theirs}, indent=2))
+        else:
+            typer.echo(describe(mine, theirs, label))
+        outcome.append(1 if recipe_differences(mine, theirs) else 0)
+
+    run_stage("numerics", go)
+    raise typer.Exit(outcome[0] if outcome else 0)
+
+
+def _trained_environment(layout, against: str) -> tuple[dict, str]:
+    """The recorded numeric environment of the run that trained ``against``'s model."""
+    from genreflow.core.config import ConfigError, arch_of_section, section_of_arch
+    from genreflow.tracking.numeric_env import recorded_numeric_environment
+    from genreflow.tracking.store import set_tracking
+
+    try:
+        arch = arch_of_section(section_of_arch(against))
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--against") from exc
+    path = layout.run_id_file(arch)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; train the {arch} model first")
+    run_id = path.read_text().strip()
+    set_tracking(layout)
+    return recorded_numeric_environment(run_id), f"run {run_id[:12]} ({arch})"
+
+
 @app.command("index")
 def index_command(root: RootOption = None, quiet: QuietOption = False) -> None:
     """Rebuild the similar-song index of the validated corpus with the current champion.
@@ -341,11 +418,11 @@ def index_command(root: RootOption = None, quiet: QuietOption = False) -> None:
     """
 
     def go() -> None:
+        layout, params = _pinned_context(root)  # the index is evaluate's DVC output
         from genreflow.pipeline.champion import index_champion
         from genreflow.similarity.build import describe_index
         from genreflow.tracking.store import configure_mlflow
 
-        layout, params = _context(root)
         configure_mlflow(layout, params.tracking.experiment)
         update = index_champion(params, layout, require_champion=True, progress=not quiet)
         typer.echo(describe_index(update.meta, layout.similarity_index))

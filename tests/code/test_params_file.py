@@ -157,7 +157,7 @@ BAD_VALUES = [
     _bad("data.synthetic.sample_rate", -22050, ">= 1"),
     _bad("data.synthetic.seed", -1, ">= 0"),
     _bad("runtime.workers", 0, ">= 1"),
-    _bad("runtime.torch_threads", -1, ">= 0"),
+    _bad("threads", 0, ">= 1"),
     _bad("data.url.retries", -1, ">= 0"),
     _bad("data.url.timeout_s", 0.0, "> 0"),
     _bad("data.url.max_extract_bytes", 0, ">= 1"),

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,11 +27,15 @@ ALL_STAGES = {"fetch", "validate", "spectrogramize", "train_cnn", "train_lstm", 
 pytestmark = pytest.mark.integration
 
 
-def edit_params(root: Path, **changes: dict) -> None:
+def edit_params(root: Path, **changes: Any) -> None:
+    """Update sections (a dict of keys) or set top-level keys (any other value)."""
     path = root / "params.yaml"
     params = yaml.safe_load(path.read_text())
     for section, values in changes.items():
-        params[section].update(values)
+        if isinstance(values, dict):
+            params[section].update(values)
+        else:
+            params[section] = values
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -309,10 +314,17 @@ def test_code_edits_mark_exactly_the_stages_that_run_them(built_copy, dvc, edite
 
 
 def test_runtime_knobs_rerun_nothing(built_copy, dvc):
-    """Worker and thread counts change speed, not results: no stage lists `runtime`."""
-    edit_params(built_copy, runtime={"workers": 1, "torch_threads": 1})
+    """Worker counts and the pin switch change speed, not this machine's results: no stage
+    lists `runtime`."""
+    edit_params(built_copy, runtime={"workers": 1, "pin_numerics": False})
     assert changed_stages(dvc, built_copy) == set()
     assert stages_run(dvc(built_copy, "repro")) == set()
+
+
+def test_the_thread_count_is_part_of_the_recipe(built_copy, dvc):
+    """`threads` changes float rounding, so every stage that computes with torch lists it."""
+    edit_params(built_copy, threads=3)
+    assert changed_stages(dvc, built_copy) == {"train_cnn", "train_lstm", "evaluate"}
 
 
 def test_training_runs_record_the_runtime_knobs(repo, first_run):
@@ -324,4 +336,4 @@ def test_training_runs_record_the_runtime_knobs(repo, first_run):
     runtime = yaml.safe_load((repo / "params.yaml").read_text())["runtime"]
     for run in client.search_runs([experiment.experiment_id]):
         assert run.data.tags["runtime.workers"] == str(runtime["workers"])
-        assert run.data.tags["runtime.torch_threads"] == str(runtime["torch_threads"])
+        assert run.data.tags["runtime.pin_numerics"] == str(runtime["pin_numerics"])

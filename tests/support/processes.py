@@ -39,11 +39,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# An enclosing stage's DVC variables, and the numeric variables a pinned in-process CLI call
+# may have set in this process (genreflow.core.numerics): a child starts from a user's shell.
+DROP = (
+    "DVC_ROOT",
+    "DVC_STAGE",
+    "DVC_EXP_NAME",
+    "MKL_CBWR",
+    "MKL_DYNAMIC",
+    "OMP_DYNAMIC",
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
+
+
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment for dvc, genreflow and servers: no inherited MLflow/DVC variables
-    (each test says which store it uses), the venv first on PATH, dummy AWS credentials."""
-    drop = ("DVC_ROOT", "DVC_STAGE", "DVC_EXP_NAME")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and k not in drop}
+    """The environment for dvc, genreflow and servers: no inherited MLflow, DVC or numeric
+    variables (each test says which store and code paths it uses), the venv first on PATH,
+    dummy AWS credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and k not in DROP}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
     env.update(AWS_ENV)

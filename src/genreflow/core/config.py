@@ -285,16 +285,18 @@ class TrackingParams:
 @dataclass(frozen=True)
 class RuntimeParams:
     """How fast, never what: no stage lists this section in ``dvc.yaml``, so changing it
-    re-runs nothing. Results do not depend on it (the corpus, features and CPU training are
-    identical for any worker or thread count); each training run records it as tags."""
+    re-runs nothing. Every output is byte-identical for any worker count; each training run
+    records the section as tags. ``pin_numerics: false`` trades cross-machine bit-identity for
+    speed (see :mod:`genreflow.core.numerics`); the thread count is the recipe's ``threads``."""
 
     workers: int = ranged(2, ">= 1")  # processes / threads for fetch, validate, spectrogramize
-    torch_threads: int = ranged(0, ">= 0")  # torch intra-op threads in training; 0: default
+    pin_numerics: bool = True  # same bytes on any x86-64 with AVX2; false: fastest paths
 
 
 @dataclass(frozen=True)
 class Params:
     seed: int = ranged(42, ">= 0")
+    threads: int = ranged(2, ">= 1")  # torch intra-op threads: part of the recipe (numerics)
     data: DataParams = field(default_factory=DataParams)
     validate: ValidateParams = field(default_factory=ValidateParams)
     features: FeatureParams = field(default_factory=FeatureParams)

@@ -12,7 +12,11 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from genreflow.core.config import Params
+    from genreflow.core.paths import Layout
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
@@ -54,3 +58,21 @@ def run_stage(stage: str, main: Callable[[], object]) -> None:
         raise SystemExit(130) from None
     except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
         fail(stage, exc)
+
+
+def run_pipeline_stage(stage: str, main: Callable[[Params, Layout], object]) -> None:
+    """Run DVC stage ``stage``: load ``params.yaml``, pin the numerics (before ``main`` imports
+    anything that computes with torch; see :mod:`genreflow.core.numerics`), then
+    ``main(params, layout)``, with :func:`run_stage`'s error and interrupt handling."""
+
+    def go() -> None:
+        from genreflow.core.config import load_params
+        from genreflow.core.numerics import apply_numerics
+        from genreflow.core.paths import Layout
+
+        layout = Layout.from_root()
+        params = load_params(layout.params)
+        apply_numerics(params)
+        main(params, layout)
+
+    run_stage(stage, go)

@@ -28,8 +28,6 @@ import contextlib
 import logging
 from typing import Any
 
-import torch
-
 from genreflow.core.atomic import write_json
 from genreflow.core.config import TRAIN_SECTIONS, Params, TrainParams, TrainSection
 from genreflow.core.paths import Layout
@@ -38,6 +36,7 @@ from genreflow.features.store_check import check_store_matches
 from genreflow.serving.export import example_waveforms, log_serving_model
 from genreflow.tracking.dataset_input import log_manifest_input
 from genreflow.tracking.epoch_log import EpochLogger
+from genreflow.tracking.numeric_env import log_numeric_environment
 from genreflow.tracking.store import configure_mlflow
 from genreflow.tracking.training_tracks import log_training_tracks
 
@@ -62,8 +61,6 @@ def train_stage(
         raise ValueError(f"unknown training section {section!r}; expected one of {TRAIN_SECTIONS}")
     train: TrainParams = getattr(params, section)
     arch = train.arch
-    if params.runtime.torch_threads > 0:  # runtime: how fast, not what
-        torch.set_num_threads(params.runtime.torch_threads)
 
     store = FeatureStore.load(layout.features_dir)
     feature_params = check_store_matches(store, params.features, layout.features_dir)
@@ -93,6 +90,7 @@ def train_stage(
                 "epochs_run": float(len(result.history)),
             }
         )
+        log_numeric_environment()
         mlflow.set_tags(
             {
                 "stopped_early": str(result.stopped_early).lower(),

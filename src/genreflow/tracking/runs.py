@@ -93,13 +93,14 @@ def dvc_tags() -> dict[str, str]:
 
 # --------------------------------------------------------------------------- runs
 def run_params(params: Params, section: str) -> dict[str, Any]:
-    """Everything a training run depends on, flat: the stage's section, seed and features.
+    """Everything a training run depends on, flat: the stage's section, seed, thread count
+    (part of the recipe: see genreflow.core.numerics) and features.
 
     Training keys are logged without the section prefix (``lr``, ``augment.mixup_alpha``) so
     CNN and CRNN runs share column names in the MLflow UI; ``section`` says which one it was.
     """
     train: TrainParams = getattr(params, section)
-    flat: dict[str, Any] = {"section": section, "seed": params.seed}
+    flat: dict[str, Any] = {"section": section, "seed": params.seed, "threads": params.threads}
     flat.update(flatten(to_dict(train)))
     flat.update(flatten(to_dict(params.features), "features."))
     return {k: str(v) for k, v in flat.items()}

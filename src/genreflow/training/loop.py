@@ -34,6 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from genreflow.core.config import TrainParams, to_dict
+from genreflow.core.numerics import RECIPE_KEYS, numeric_environment
 from genreflow.features.store import FeatureStore
 from genreflow.training.augment import augment_batch, mixup, one_hot
 from genreflow.training.checkpoint import (
@@ -259,9 +260,12 @@ def _config(params: TrainParams, seed: int, store: FeatureStore, device: torch.d
     """Everything that shapes the weights: the checkpoint's key, and stored in it.
 
     Includes the code identity (source of models/, training/, features/frontend.py and the
-    torch version): a finished checkpoint from other code must be retrained, not reused.
+    torch version): a finished checkpoint from other code must be retrained, not reused. And
+    the numeric recipe in force (thread count, pinned code paths): a checkpoint half-trained
+    under another one would finish with bytes that neither recipe gives alone.
     """
     index = store.index
+    numerics = numeric_environment()
     return {
         **code_identity(),
         "params": to_dict(params),
@@ -271,6 +275,7 @@ def _config(params: TrainParams, seed: int, store: FeatureStore, device: torch.d
         "split_sizes": {k: int(v) for k, v in index["split"].value_counts().sort_index().items()},
         "genres": store.genres,
         "device": device.type,
+        "numerics": {key: numerics[key] for key in RECIPE_KEYS},
     }
 
 
@@ -461,9 +466,6 @@ def _setup(
     device: torch.device,
 ) -> _Trainer:
     """Check the params, put both splits on the device, compute the checkpoint key."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
     if params.epochs < 1 or params.batch_size < 1:
         raise ValueError(
             f"epochs and batch_size must be >= 1, got {params.epochs} and {params.batch_size}"
