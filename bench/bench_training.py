@@ -117,7 +117,7 @@ def main() -> int:
 
     device = resolve_device(args.device)
     store = random_store(args.n_train, args.n_val, 96, 130, seed=0)
-    if args.threads > 0:  # params.yaml runtime.torch_threads, as train_stage applies it
+    if args.threads > 0:  # params.yaml `threads` (unpinned here: bench_numerics.py prices the pins)
         torch.set_num_threads(args.threads)
     archs = ["cnn", "crnn"] if args.arch == "both" else [args.arch]
     results = []
