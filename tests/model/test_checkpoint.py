@@ -247,6 +247,17 @@ def test_checkpoint_stores_its_identity(store, tmp_path) -> None:
     assert state["config_hash"] == config_hash(state["config"])
 
 
+def test_checkpoint_is_content_only_and_keeps_the_numeric_recipe(store, tmp_path) -> None:
+    """Two runs of the same inputs write the same checkpoint bytes: no wall-clock timings in
+    its history (MLflow has them), and the numeric recipe in force is part of its key."""
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    state = finished_checkpoint(store, first)
+    finished_checkpoint(store, second)
+    assert all(not set(h) & {"seconds", "train_seconds"} for h in state["history"])
+    assert state["config"]["numerics"]["threads"] == torch.get_num_threads()
+    assert first.read_bytes() == second.read_bytes()
+
+
 def test_finished_checkpoint_from_other_code_retrains(
     store, tmp_path, reference, caplog, edited_sources
 ) -> None:

@@ -129,9 +129,11 @@ class DvcBuild:
 
     root: Path
     repro: subprocess.CompletedProcess  # the `dvc repro` that built it
+    lock: str  # dvc.lock as that repro left it (tests may promote a champion afterwards)
 
 
 def build_tiny_pipeline(root: Path) -> DvcBuild:
     """Copy the repository to ``root`` with the tiny profile and ``dvc repro`` every stage."""
     copy_repo(root, tiny_pipeline_params)
-    return DvcBuild(root, run_dvc(root, "repro"))
+    repro = run_dvc(root, "repro")
+    return DvcBuild(root, repro, (root / "dvc.lock").read_text())

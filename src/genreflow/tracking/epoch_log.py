@@ -105,7 +105,9 @@ class EpochLogger:
 
         for epoch in sorted(set(self.rows) - self.logged):
             row = self.rows[epoch]
-            mlflow.log_metrics({METRIC_NAMES[k]: float(row[k]) for k in METRIC_NAMES}, step=epoch)
+            # an epoch restored from the checkpoint has no timing (the checkpoint keeps none)
+            values = {k: row[k] for k in METRIC_NAMES if row.get(k) or k != "seconds"}
+            mlflow.log_metrics({METRIC_NAMES[k]: float(v) for k, v in values.items()}, step=epoch)
             self.logged.add(epoch)
 
     def __call__(self, metrics: Any) -> None:

@@ -64,12 +64,22 @@ class EpochMetrics:
     val_accuracy: float  # segment level
     val_clip_accuracy: float
     lr: float
-    seconds: float  # the whole epoch: training pass, validation, checkpoint
+    # Wall-clock timings: provenance, logged to MLflow, never stored in the checkpoint (a DVC
+    # output must be the same bytes for the same inputs). An epoch restored from a checkpoint
+    # reads 0 here; its timings were logged when it ran.
+    seconds: float = 0.0  # the whole epoch: training pass, validation, checkpoint
     train_seconds: float = 0.0  # the training pass alone (throughput = segments / this)
     train_segments: int = 0  # segments seen by the training pass (ragged tail dropped)
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
+
+    def content(self) -> dict[str, float]:
+        """:meth:`as_dict` without the wall-clock timings: what the checkpoint keeps."""
+        return {k: v for k, v in self.as_dict().items() if k not in TIMING_FIELDS}
+
+
+TIMING_FIELDS = ("seconds", "train_seconds")
 
 
 @dataclass
@@ -339,7 +349,7 @@ class TrainState:
             "optimizer": optimizer,
             "scheduler": scheduler,
             "rng": rng,
-            "history": [h.as_dict() for h in self.history],
+            "history": [h.content() for h in self.history],
             "best_state": self.best_state,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
