@@ -337,3 +337,34 @@ def test_training_runs_record_the_runtime_knobs(repo, first_run):
     for run in client.search_runs([experiment.experiment_id]):
         assert run.data.tags["runtime.workers"] == str(runtime["workers"])
         assert run.data.tags["runtime.pin_numerics"] == str(runtime["pin_numerics"])
+
+
+def _numerics_against_cnn(pipeline_kit, root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(pipeline_kit.venv_bin / "genreflow"), "numerics", "--against", "cnn"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=pipeline_kit.clean_env(),
+        timeout=300,
+    )
+
+
+def test_numerics_matches_the_environment_that_trained_the_model(repo, pipeline_kit):
+    """The stage recorded its numeric environment on its MLflow run; this machine, pinned as
+    the stages pin it, has the same recipe."""
+    proc = _numerics_against_cnn(pipeline_kit, repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.rstrip().endswith("same recipe: expect the same bytes")
+    assert "<- differs" not in proc.stdout
+
+
+def test_numerics_names_a_recipe_difference(built_copy, pipeline_kit):
+    """Another thread count than the run that trained the model: the row is marked and the
+    exit code says the bytes will differ."""
+    edit_params(built_copy, threads=3)
+    proc = _numerics_against_cnn(pipeline_kit, built_copy)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (row,) = [line for line in proc.stdout.splitlines() if "<- differs" in line]
+    assert row.split()[:3] == ["*", "threads", "3"]
+    assert "different recipe (threads)" in proc.stdout
