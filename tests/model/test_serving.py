@@ -26,7 +26,7 @@ from genreflow.serving.audio_stream import (
     resampled_blocks,
     segment_windows,
 )
-from genreflow.serving.core import SegmentCore, WaveformGenreModel
+from genreflow.serving.core import SegmentCore, WaveformGenreModel, channels_last_weights
 from genreflow.serving.served import ServedModel
 
 DEVICES = [
@@ -278,3 +278,18 @@ def test_with_windows_changes_only_the_window(tiny) -> None:
     other = served.with_windows(7)
     assert other.window_segments == 7 and other.block_frames == 100
     assert replace(other, window_segments=3) == served
+
+
+# --------------------------------------------------------------------------- content identity
+def test_weights_sha256_is_the_content_of_the_weights(tiny) -> None:
+    """The index records this digest instead of MLflow's random model id: the same weights
+    (another object, another memory layout) give the same digest, other weights another."""
+    digest = _served(_model(tiny, "cnn"), 3, 100).weights_sha256
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    assert _served(_model(tiny, "cnn"), 7, 50).weights_sha256 == digest  # same seed, same state
+    assert _served(channels_last_weights(_model(tiny, "cnn")), 3, 100).weights_sha256 == digest
+    assert _served(_model(tiny, "cnn", seed=1), 3, 100).weights_sha256 != digest
+    nudged = _model(tiny, "cnn")
+    with torch.no_grad():
+        next(nudged.classifier.parameters()).view(-1)[0] += 1e-6  # one value, one ulp or so
+    assert _served(nudged, 3, 100).weights_sha256 != digest

@@ -85,16 +85,19 @@ def test_exact_ranking_matches_faiss_flat_ip():
 
 
 # --------------------------------------------------------------------------- the index on disk
+WEIGHTS = "a" * 64  # the SHA-256 of the weights an index was built with
+OTHER_WEIGHTS = "b" * 64
+
+
 def _meta(**overrides) -> IndexMeta:
     base = IndexMeta(
         registered_model="genre-classifier",
         model_uri="models:/genre-classifier/3",
         version="3",
-        model_id="m-abc",
+        weights_sha256=WEIGHTS,
         dim=2,
         count=6,
         index_type="flat",
-        created="2026-01-01T00:00:00.000+00:00",
         manifest_sha256="0" * 64,
         faiss_version="1.15.1",
         retrieval={"precision_at_5": 0.5, "map": 0.75, "k": 5},
@@ -148,16 +151,58 @@ def test_a_failed_write_keeps_the_old_index(tmp_path):
 
 def test_the_guard_refuses_vectors_of_another_model(tmp_path):
     meta = _meta()
-    require_same_model(meta, tmp_path, "3", "m-abc")  # the same model: fine
+    require_same_model(meta, tmp_path, "3", WEIGHTS)  # the same model: fine
     with pytest.raises(
         StaleIndexError,
         match=r"version 3, but the champion is version 4.*"
         r"rebuild with `genreflow index`",
     ):
-        require_same_model(meta, tmp_path, "4", "m-def")
-    # same version number, another model (say, a recreated registry): refused too
-    with pytest.raises(StaleIndexError, match=r"of another model \(m-xyz, not m-abc\)"):
-        require_same_model(meta, tmp_path, "3", "m-xyz")
+        require_same_model(meta, tmp_path, "4", OTHER_WEIGHTS)
+    # same version number, other weights (say, a recreated registry): refused too
+    with pytest.raises(
+        StaleIndexError,
+        match=r"of another model \(weights sha256 bbbbbbbbbbbb, not weights sha256 aaaaaaaaaaaa\)",
+    ):
+        require_same_model(meta, tmp_path, "3", OTHER_WEIGHTS)
+
+
+def _random_unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("index_type", ["flat", "hnsw"])
+def test_the_same_vectors_give_the_same_index_bytes(tmp_path, index_type):
+    """The index is a DVC output: two builds of the same vectors are byte-identical, HNSW
+    included (built on one thread, and faiss's thread count restored afterwards), and
+    ``meta.json`` holds no build time or random model id."""
+    import faiss
+
+    from genreflow.similarity.index import INDEX_FILE, META_FILE, index_digest
+
+    n = 1000
+    vectors = _random_unit_vectors(n, 16)
+    catalogue = pd.DataFrame(
+        {
+            "track_id": [f"t{i}" for i in range(n)],
+            "path": [f"data/raw/t{i}.wav" for i in range(n)],
+            "genre": ["a", "b"] * (n // 2),
+            "split": ["train"] * n,
+        }
+    )
+    meta = _meta(index_type=index_type, hnsw_m=8 if index_type == "hnsw" else None, count=n, dim=16)
+    threads = faiss.omp_get_max_threads()
+    for name in ("one", "two"):
+        write_index(tmp_path / name, meta, vectors, catalogue)
+    assert faiss.omp_get_max_threads() == threads
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert (one / INDEX_FILE).read_bytes() == (two / INDEX_FILE).read_bytes()
+    assert index_digest(one) == index_digest(two) is not None
+    written = json.loads((one / META_FILE).read_text())
+    assert not {"created", "model_id"} & set(written) and written["weights_sha256"] == WEIGHTS
+    write_index(tmp_path / "other", meta, _random_unit_vectors(n, 16, seed=1), catalogue)
+    assert index_digest(tmp_path / "other") != index_digest(one)
+    assert index_digest(tmp_path / "absent") is None
 
 
 def test_missing_empty_and_inconsistent_indexes_are_user_errors(tmp_path):
@@ -276,7 +321,15 @@ def test_evaluate_indexes_the_corpus_with_the_champion_and_scores_retrieval(env,
     n_clips = len(tiny.genres) * sum(tiny.splits.values())
     pinned = f"models:/{NAME}/{champion.version}"
     assert (meta.version, meta.model_uri) == (str(champion.version), pinned)
-    assert meta.model_id and meta.count == n_clips and meta.dim > 0 and meta.index_type == "flat"
+    assert meta.count == n_clips and meta.dim > 0 and meta.index_type == "flat"
+    # content only: the weights' digest names the model, no build time, random id or path
+    from genreflow.serving.served import ServedModel
+
+    assert meta.weights_sha256 == ServedModel.load(pinned).weights_sha256
+    raw = json.loads((layout.similarity_index / "meta.json").read_text())
+    assert not {"created", "model_id"} & set(raw)
+    for written_file in layout.similarity_index.iterdir():
+        assert str(layout.root).encode() not in written_file.read_bytes(), written_file
     catalogue = pd.read_csv(layout.similarity_index / "catalogue.csv")
     assert list(catalogue.columns) == ["track_id", "path", "genre", "split"]
     assert len(catalogue) == n_clips
@@ -356,10 +409,12 @@ def test_similar_errors_are_one_line(env, tmp_path):
 
 def test_promote_and_rollback_rebuild_the_index(env):
     from genreflow.pipeline.champion import promote, rollback
+    from genreflow.similarity.index import index_digest
 
     layout, uri, _, result = env
     chosen, other = (d["version"] for d in result["promotion"]["decisions"])
     assert read_meta(layout.similarity_index).version == chosen
+    built_by_evaluate = index_digest(layout.similarity_index)
 
     moved = promote(NAME, other, layout)
     assert moved["changed"] and moved["similarity_index"]["rebuilt"]
@@ -376,6 +431,23 @@ def test_promote_and_rollback_rebuild_the_index(env):
     back = rollback(NAME, layout)
     assert back["champion"] == chosen and back["similarity_index"]["rebuilt"]
     assert read_meta(layout.similarity_index).version == chosen
+    # rebuilt for the same champion: the very bytes evaluate wrote (content, no build time)
+    assert index_digest(layout.similarity_index) == built_by_evaluate
+
+
+def test_an_index_of_other_weights_under_the_same_version_is_refused(env):
+    """Same version number, other weights (a recreated registry, say): one line, the fix."""
+    layout, _, _, _ = env
+    meta_file = layout.similarity_index / "meta.json"
+    saved = meta_file.read_bytes()
+    raw = json.loads(saved)
+    meta_file.write_text(json.dumps({**raw, "weights_sha256": OTHER_WEIGHTS}))
+    try:
+        line = _one_error_line(_cli("similar", str(_test_clip(layout)), "--root", str(layout.root)))
+        assert f"version {raw['version']} of another model" in line
+        assert "not weights sha256 bbbbbbbbbbbb" in line and "`genreflow index`" in line
+    finally:
+        meta_file.write_bytes(saved)
 
 
 def test_a_champion_moved_behind_the_index_is_refused_until_rebuilt(env):

@@ -24,7 +24,7 @@ from genreflow.pipeline.dvc_lock import record_rebuilt_index
 from genreflow.registry import manual
 from genreflow.registry.aliases import RegistryError
 from genreflow.similarity.build import build_champion_index
-from genreflow.similarity.index import META_FILE, IndexMeta, read_meta
+from genreflow.similarity.index import IndexMeta, index_digest
 
 REBUILD_COMMAND = "genreflow index"
 
@@ -32,16 +32,12 @@ REBUILD_COMMAND = "genreflow index"
 @dataclass(frozen=True)
 class IndexUpdate:
     """What following the champion did: the index's meta, whether it was rebuilt (an
-    index already built from the same model and corpus is kept), and what DVC recorded."""
+    index already built from the same model and corpus is kept; a forced rebuild counts even
+    when its bytes came out the same), and what DVC recorded."""
 
     meta: IndexMeta
     rebuilt: bool
     dvc: str | None  # record_rebuilt_index's answer; None when nothing was rebuilt
-
-
-def _created(layout: Layout) -> str | None:
-    directory = layout.similarity_index
-    return read_meta(directory).created if (directory / META_FILE).is_file() else None
 
 
 def index_champion(
@@ -58,14 +54,14 @@ def index_champion(
     params. With no champion the index is written empty; ``require_champion`` then raises a
     :class:`RegistryError` (and records nothing). The tracking URI must already be set.
     """
-    before = _created(layout)
+    before = index_digest(layout.similarity_index)  # content only: equal bytes, same index
     meta = build_champion_index(params, layout, progress=progress, force=force)
     if require_champion and meta.version is None:
         raise RegistryError(
             f"model {params.tracking.registered_model!r} has no @{CHAMPION_ALIAS}, so the "
             "index is empty; promote a version first (`genreflow promote VERSION`)"
         )
-    rebuilt = force or meta.created != before
+    rebuilt = force or index_digest(layout.similarity_index) != before
     return IndexUpdate(meta, rebuilt, record_rebuilt_index(layout) if rebuilt else None)
 
 

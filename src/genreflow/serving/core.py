@@ -6,6 +6,7 @@ loadable when the code moves and loading never executes arbitrary pickled code.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,24 @@ def channels_last_weights(module: nn.Module) -> nn.Module:
             if param.dim() == 4:
                 param.data = param.data.contiguous(memory_format=torch.channels_last)
     return module
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """SHA-256 of ``module``'s state (every tensor's name, dtype, shape and values).
+
+    The content identity of a trained model: the same weights give the same digest whichever
+    MLflow run or logged model (random ids) they were saved under, and any other weights give
+    another. Values are hashed in logical (contiguous) order, so a memory layout such as
+    :func:`channels_last_weights` does not change it.
+    """
+    digest = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        if not isinstance(value, torch.Tensor):
+            continue
+        tensor = value.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(value.shape)}\0".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_model(

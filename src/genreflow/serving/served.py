@@ -17,6 +17,7 @@ prediction is asked for, so the CLI starts quickly.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -75,8 +76,9 @@ class ServedModel:
     ``core``: the exported torch module, waveform ``(1, samples)`` at ``sample_rate`` ->
     ``(segment logits (1, S, C), segment embeddings (1, S, D))``. ``version`` is the
     registered version when loaded by ``models:/<name>@<alias>`` or ``models:/<name>/<n>``;
-    ``model_id`` the logged model's id (``m-...``): vectors of two different ids are never
-    comparable.
+    ``model_id`` the logged model's id (``m-...``, random: provenance, for MLflow and the REST
+    answer); :attr:`weights_sha256` the core's content identity, which DVC outputs record
+    (vectors of two different weights are never comparable).
     """
 
     uri: str
@@ -93,6 +95,14 @@ class ServedModel:
     @property
     def segment_samples(self) -> int:
         return self.geometry.segment_samples
+
+    @functools.cached_property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the core's weights (:func:`genreflow.serving.core.weights_sha256`),
+        computed once per loaded model."""
+        from genreflow.serving.core import weights_sha256
+
+        return weights_sha256(self.core)
 
     @classmethod
     def load(cls, model_uri: str) -> ServedModel:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from genreflow.similarity.catalogue import (
 )
 from genreflow.similarity.index import (
     IndexMeta,
-    MissingIndexError,
+    SearchIndexError,
     load_faiss,
     read_meta,
     write_index,
@@ -83,17 +82,21 @@ def _log_retrieval(run_id: str | None, scores: RetrievalScores | None) -> None:
         client.log_metric(run_id, key, float(value))
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 def _up_to_date(directory: Path, fresh: IndexMeta, k: int) -> IndexMeta | None:
-    """The existing meta if it was built from the same model, corpus and search params."""
+    """The existing meta if it was built from the same model, corpus and search params
+    (an unreadable or older-format meta is not: the index is rebuilt)."""
     try:
         old = read_meta(directory)
-    except MissingIndexError:
+    except SearchIndexError:
         return None
-    same = ("registered_model", "version", "model_id", "manifest_sha256", "index_type", "hnsw_m")
+    same = (
+        "registered_model",
+        "version",
+        "weights_sha256",
+        "manifest_sha256",
+        "index_type",
+        "hnsw_m",
+    )
     if not all(getattr(old, f) == getattr(fresh, f) for f in same) or old.count != fresh.count:
         return None
     return old if (old.retrieval or {}).get("k") == k else None
@@ -120,12 +123,11 @@ def build_champion_index(
         registered_model=params.tracking.registered_model,
         model_uri=None,
         version=None,
-        model_id=None,
+        weights_sha256=None,
         dim=0,
         count=0,
         index_type=ev.search.index,
         hnsw_m=ev.search.hnsw_m if ev.search.index == "hnsw" else None,
-        created=_now(),
         manifest_sha256=digest,
         faiss_version=faiss.__version__,
     )
@@ -137,7 +139,7 @@ def build_champion_index(
     uri = f"models:/{params.tracking.registered_model}/{champion.version}"
     served = ServedModel.load(uri)
     version = str(served.version) if served.version is not None else str(champion.version)
-    meta = replace(base, model_uri=uri, version=version, model_id=served.model_id)
+    meta = replace(base, model_uri=uri, version=version, weights_sha256=served.weights_sha256)
     if not force:
         kept = _up_to_date(
             layout.similarity_index, replace(meta, count=len(catalogue)), ev.search.k

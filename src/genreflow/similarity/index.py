@@ -8,16 +8,20 @@ A directory (``Layout.similarity_index``) written in one atomic swap, holding:
   searched in well under a millisecond; ``hnsw`` exists for a corpus that outgrows that
   (``bench/bench_ann.py`` measures the trade-off).
 - ``catalogue.csv``: ``track_id, path, genre, split`` per vector, in index order.
-- ``meta.json``: the registered model and version, the model id, dim, count, index type,
-  the manifest digest, when it was built and its retrieval scores.
+- ``meta.json``: the registered model and version, the SHA-256 of the weights that made the
+  vectors, dim, count, index type, the manifest digest and its retrieval scores.
 
-A vector is only comparable with vectors from the same model, so every query checks the
-model it embedded with against ``meta.json`` (:func:`require_same_model`) and refuses a
-mismatch, naming the command that rebuilds the index.
+The directory is a DVC output, so it holds content only: the same corpus embedded by the same
+weights gives the same bytes (no build time, no random logged-model id; an HNSW graph is
+built on one thread, :func:`faiss_index`). A vector is only comparable with vectors from the
+same model, so every query checks the version and the weights it embedded with against
+``meta.json`` (:func:`require_same_model`) and refuses a mismatch, naming the command that
+rebuilds the index.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,11 +63,12 @@ class IndexMeta:
     registered_model: str
     model_uri: str | None  # pinned to a version: models:/<name>/<version>
     version: str | None  # None: built when the registry had no champion (an empty index)
-    model_id: str | None
+    # what made the vectors, by content: the same trained weights give the same digest
+    # (ServedModel.weights_sha256), whichever run or logged model they were saved under
+    weights_sha256: str | None
     dim: int
     count: int
     index_type: str
-    created: str
     manifest_sha256: str | None
     faiss_version: str
     hnsw_m: int | None = None  # the HNSW graph degree (index_type hnsw only)
@@ -123,8 +128,23 @@ def faiss_index(vectors: np.ndarray, index_type: IndexType = "flat", hnsw_m: int
         index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
     else:
         raise ValueError(f"unknown index type {index_type!r}; choose flat or hnsw")
-    index.add(x)
+    _add_on_one_thread(faiss, index, x)
     return index
+
+
+def _add_on_one_thread(faiss: Any, index: Any, x: np.ndarray) -> None:
+    """``index.add(x)`` on one OpenMP thread, then the caller's thread count again.
+
+    HNSW inserts in parallel, and which thread links a node first changes the graph, so a
+    multi-threaded build of the same vectors gives other bytes (the index is a DVC output).
+    One thread costs little at this pipeline's corpus sizes; a flat index is unaffected.
+    """
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        index.add(x)
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 def write_index(
@@ -145,6 +165,23 @@ def write_index(
             faiss.write_index(index, str(tmp / INDEX_FILE))
             catalogue.to_csv(tmp / CATALOGUE_FILE, index=False)
         (tmp / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def index_digest(directory: Path) -> str | None:
+    """SHA-256 over the index directory's file names and bytes; ``None`` when it is absent.
+
+    What tells whether a rebuild changed anything: the files hold content only, so equal
+    digests mean the same index.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def read_meta(directory: Path) -> IndexMeta:
@@ -222,17 +259,24 @@ class SongIndex:
         return out
 
 
+def _short(digest: str | None) -> str:
+    return f"weights sha256 {digest[:12]}" if digest else "unknown weights"
+
+
 def require_same_model(
-    meta: IndexMeta, directory: Path, version: str | None, model_id: str | None
+    meta: IndexMeta, directory: Path, version: str | None, weights_sha256: str | None
 ) -> None:
-    """Refuse to compare vectors from two models: raise :class:`StaleIndexError` on mismatch."""
-    if meta.version == version and meta.model_id == model_id:
+    """Refuse to compare vectors from two models: raise :class:`StaleIndexError` on mismatch.
+
+    The version alone is not enough: a recreated registry numbers other weights "1" again.
+    """
+    if meta.version == version and meta.weights_sha256 == weights_sha256:
         return
     raise StaleIndexError(
         f"{directory}: built with {meta.registered_model} version {meta.version}, but the "
         f"champion is version {version}"
         + (
-            f" of another model ({model_id}, not {meta.model_id})"
+            f" of another model ({_short(weights_sha256)}, not {_short(meta.weights_sha256)})"
             if meta.version == version
             else ""
         )

@@ -74,7 +74,7 @@ def find_similar(path: Path | str, layout: Layout, params: Params, k: int) -> Si
         require_same_model(index.meta, index.directory, champion, None)
     served = ServedModel.load(champion_uri(params))
     version = str(served.version) if served.version is not None else None
-    require_same_model(index.meta, index.directory, version, served.model_id)
+    require_same_model(index.meta, index.directory, version, served.weights_sha256)
     vector = served.analyse(path).embedding
     neighbours = [
         replace(
