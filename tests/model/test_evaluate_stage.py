@@ -109,7 +109,14 @@ def test_reports_metrics_registration_and_champion(env, tiny):
     assert [(e["version"], e["decision"]) for e in logged] == [
         (d["version"], d["decision"]) for d in decisions
     ]
-    assert all(e["time"] and e["champion_after"] == chosen["version"] for e in logged)
+    assert all(e["champion_after"] == chosen["version"] for e in logged)
+    # DVC outputs hold content only: no time and no run id (MLflow keeps those, below)
+    for entry in [*decisions, *logged]:
+        assert not {"run_id", "time"} & set(entry)
+    runs = {layout.run_id_file(a).read_text().strip() for a in ("cnn", "crnn")}
+    for report in ("promotion.json", "promotion_log.jsonl"):
+        text = (layout.reports_dir / report).read_text()
+        assert not any(r in text for r in runs) and str(layout.root) not in text
 
     champion = client.get_model_version_by_alias(NAME, "champion")
     assert str(champion.version) == chosen["version"]
@@ -124,6 +131,17 @@ def test_reports_metrics_registration_and_champion(env, tiny):
         assert mv.tags["promotion_decision"] == d["decision"]
         assert mv.tags["promotion_reason"] == d["reason"]
         assert mv.tags["git_commit"]
+        assert mv.tags["promotion_decided_at"]  # provenance lives in MLflow
+    from genreflow.registry.aliases import decisions as decision_history
+    from genreflow.retrain.links import version_runs
+
+    source = version_runs(uri, NAME, [d["version"] for d in decisions])
+    assert set(source.values()) == runs  # the runs, found from the versions promotion.json names
+    history = decision_history(NAME)[-len(decisions) :]
+    assert [(e["version"], e["run_id"]) for e in history] == [
+        (d["version"], source[d["version"]]) for d in decisions
+    ]
+    assert all(e["time"] for e in history)
     # every training run logged the tracks it trained and was selected on
     from genreflow.tracking.training_tracks import load_training_tracks
 
@@ -134,7 +152,7 @@ def test_reports_metrics_registration_and_champion(env, tiny):
         )
     )
     for d in decisions:
-        assert set(load_training_tracks(d["run_id"])) == expected
+        assert set(load_training_tracks(source[d["version"]])) == expected
 
 
 def test_champion_from_registry_matches_feature_path(env):
@@ -294,8 +312,18 @@ def test_worse_candidates_are_not_promoted(env, tiny, tmp_path):
     assert written["champion_version"] == str(champion_before.version)
 
 
+def _outputs(repo: Layout) -> dict[str, bytes]:
+    """Every file evaluate wrote in ``repo`` (reports and the similarity index), by path."""
+    files = [*repo.reports_dir.rglob("*"), *repo.similarity_index.rglob("*")]
+    return {f.relative_to(repo.root).as_posix(): f.read_bytes() for f in files if f.is_file()}
+
+
 def test_reevaluating_same_candidates_is_idempotent(env, tmp_path):
-    """Evaluating the same models again adds no versions and leaves the champion alone."""
+    """Evaluating the same models again adds no versions and leaves the champion alone; its
+    reports come out byte for byte the same, and the decision log grows only by a decision
+    that differs from its last block."""
+    import shutil
+
     from genreflow.pipeline.evaluate import evaluate_stage
 
     layout, uri, params, first = env
@@ -305,8 +333,13 @@ def test_reevaluating_same_candidates_is_idempotent(env, tmp_path):
 
     other = _sibling_repo(layout, tmp_path)
     (other.root / "models").symlink_to(layout.models_dir, target_is_directory=True)
-    evaluate_stage(params, other, progress=False)
-    again = evaluate_stage(params, other, progress=False)
+    other.reports_dir.mkdir(parents=True)
+    shutil.copyfile(layout.promotion_log, other.promotion_log)  # the log is persistent
+    logged_first = other.promotion_log.read_text().splitlines()
+    evaluate_stage(params, other, progress=False)  # "already-champion" now: a new decision
+    written = _outputs(other)
+    again = evaluate_stage(params, other, progress=False)  # the same decisions again
+    assert _outputs(other) == written  # reports, figures, metrics and the index, byte for byte
 
     versions_after = {str(v.version) for v in client.search_model_versions(f"name = '{NAME}'")}
     assert versions_after == versions_before
@@ -317,8 +350,14 @@ def test_reevaluating_same_candidates_is_idempotent(env, tmp_path):
     assert {d["decision"] for d in by_version.values()} == {"already-champion", "not-selected"}
     assert not any(d["promoted"] for d in again["promotion"]["decisions"])
     assert again["metrics"] == first["metrics"]  # deterministic scores
-    history = (other.reports_dir / "promotion_log.jsonl").read_text().splitlines()
-    assert len(history) == 4  # two evaluations, two decisions each: appended, not replaced
+    history = other.promotion_log.read_text().splitlines()
+    # the first evaluation's block, then the one new block ("already-champion"), not two
+    assert history[: len(logged_first)] == logged_first
+    added = [json.loads(line) for line in history[len(logged_first) :]]
+    assert added == [
+        {"registered_model": NAME, "champion_after": champion_before, **d}
+        for d in again["promotion"]["decisions"]
+    ]
 
 
 def _store_copy(uri: str, tmp_path: Path, monkeypatch) -> str:
@@ -350,10 +389,17 @@ def test_rollback_sticks_through_evaluate(env, tmp_path, monkeypatch):
     rollback(NAME, repo)
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == other["version"]
 
+    repo.reports_dir.mkdir(parents=True)
+    repo.promotion_log.write_text(layout.promotion_log.read_text())  # the log is persistent
+    logged_before = repo.promotion_log.read_text().splitlines()
     again = evaluate_stage(params, repo, progress=False)["promotion"]["decisions"][0]
     assert again["version"] == chosen["version"] and again["decision"] == "blocked"
     assert "rolled back" in again["reason"]
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == other["version"]
+    # a decision moved by hand since is a new decision: the log records it
+    history = repo.promotion_log.read_text().splitlines()
+    assert history[: len(logged_before)] == logged_before
+    assert json.loads(history[len(logged_before)])["decision"] == "blocked"
 
 
 def _evaluate_in_subprocess(root: Path, uri: str, params) -> subprocess.Popen:

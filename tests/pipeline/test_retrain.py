@@ -27,7 +27,7 @@ from genreflow.core.errors import GenreflowError
 from genreflow.retrain import RetrainOptions, Tools, retrain
 from genreflow.retrain.commands import StepError, StepResult, telling_line
 from genreflow.retrain.data_diff import diff_manifests
-from genreflow.retrain.links import run_links, run_url
+from genreflow.retrain.links import run_links, run_url, version_runs
 from genreflow.retrain.outcome import Outcome
 from genreflow.retrain.overrides import OverrideError, parse_overrides
 
@@ -49,7 +49,6 @@ def _decision(decision: str, selected: bool = True, arch: str = "crnn", version:
     return {
         "arch": arch,
         "version": version,
-        "run_id": f"run-{arch}",
         "selected": selected,
         "decision": decision,
         "reason": f"because {decision}",
@@ -73,6 +72,7 @@ def _decision(decision: str, selected: bool = True, arch: str = "crnn", version:
 
 def _promotion(decision: str) -> dict:
     return {
+        "registered_model": "genre-classifier",
         "champion_version": "2" if decision == "promoted" else None,
         "promotion_alpha": 0.05,
         "decisions": [_decision(decision), _decision("not-selected", False, "cnn", "1")],
@@ -148,6 +148,10 @@ def fake_tools(runner: FakeRunner, checked: list[str]) -> Tools:
         check_dvc_remote=lambda root: checked.append(f"remote {root}"),
         base_manifest=lambda root, rev, rel: [_row("data/raw/genres/rock/rock.00000.wav", "rock")],
         run_links=lambda uri, ids: {i: f"{uri}/#/experiments/1/runs/{i}" for i in ids},
+        # the registry's source run of each version (promotion.json names no runs)
+        version_runs=lambda uri, name, versions: {
+            v: {"1": "run-cnn", "2": "run-crnn"}[v] for v in versions
+        },
     )
 
 
@@ -183,6 +187,13 @@ def test_run_links_point_at_the_ui_route_without_credentials():
     url = run_url("https://bot:s3cret@mlflow.example.org:8443/", "7", "abc")
     assert url == "https://mlflow.example.org:8443/#/experiments/7/runs/abc"
     assert run_links("sqlite:////tmp/mlflow.db", ["abc"]) == {"abc": None}
+
+
+def test_version_runs_never_create_a_store(tmp_path):
+    db = tmp_path / "mlflow.db"
+    assert version_runs(f"sqlite:///{db}", "genre-classifier", ["1"]) == {}
+    assert not db.exists()
+    assert version_runs(f"sqlite:///{db}", None, ["1"]) == {}
 
 
 @pytest.mark.parametrize(
@@ -393,7 +404,12 @@ def test_first_retrain_builds_reports_and_exits_as_decided(repo, first):
     assert f"| test clips | {chosen['n_clips']} |" in report
     assert "![cnn confusion matrix](evaluate/confusion_cnn.png)" in report
     assert (repo / "reports/evaluate/confusion_cnn.png").is_file()
-    assert chosen["run_id"] in report
+    # promotion.json names the version; its run comes from the repository's registry
+    assert "run_id" not in chosen
+    runs = version_runs(
+        f"sqlite:///{repo / 'mlflow.db'}", promotion["registered_model"], [chosen["version"]]
+    )
+    assert runs[chosen["version"]] in report
 
 
 def test_new_clips_mark_fetch_changed_and_are_retrained_and_reported(

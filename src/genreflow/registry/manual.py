@@ -61,7 +61,13 @@ def promote(
         aliases.move_champion(name, target)
         p = versions.DECISION_PREFIX
         versions.tag_version(
-            name, target, {f"{p}decision": "promoted", f"{p}reason": f"manual: {reason}"}
+            name,
+            target,
+            {
+                f"{p}decision": "promoted",
+                f"{p}reason": f"manual: {reason}",
+                versions.TAG_DECIDED_AT: aliases.now(),
+            },
         )
         _log(name, target, "manual-promotion", reason)
     return {"model": name, "champion": target, "previous_champion": before, "changed": True}
@@ -110,7 +116,11 @@ def rollback(name: str, layout: Layout) -> dict[str, Any]:
         versions.tag_version(
             name,
             current,
-            {f"{p}decision": "rolled-back", f"{p}reason": f"rolled back to version {target}"},
+            {
+                f"{p}decision": "rolled-back",
+                f"{p}reason": f"rolled back to version {target}",
+                versions.TAG_DECIDED_AT: aliases.now(),
+            },
         )
         _log(name, current, "rolled-back", f"rolled back to version {target}")
     return {

@@ -88,6 +88,14 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def content(self) -> dict[str, Any]:
+        """The decision as DVC outputs hold it (``promotion.json``, the decision log): all but
+        ``run_id``. A run id is random provenance; MLflow keeps it (the version's source run,
+        its ``run_id`` tag and the registered model's ``decision_history``)."""
+        out = self.to_dict()
+        del out["run_id"]
+        return out
+
     def version_tags(self) -> dict[str, str]:
         """The decision as version tags (strings), so the Models tab shows the evidence."""
         ev = self.evidence or {}
@@ -114,6 +122,7 @@ class Decision:
         return {
             "time": time,
             "version": self.version,
+            "run_id": self.run_id,
             "arch": self.arch,
             "decision": self.decision,
             "reference": self.reference,
@@ -185,10 +194,10 @@ def _champion_correctness(
     run_id = (champion.tags or {}).get(versions.TAG_RUN_ID) or getattr(champion, "run_id", None)
     tracks = load_training_tracks(run_id) if run_id else None
     if tracks is None:
-        raise _Blocked(
-            f"champion v{version} (run {run_id}) logged no train/val track list, so it cannot "
-            "be re-scored without risking its own training clips; compare by hand and use "
-            "`genreflow promote`"
+        raise _Blocked(  # no run id here: the reason lands in DVC outputs (content only)
+            f"champion v{version} logged no train/val track list on its training run, so it "
+            "cannot be re-scored without risking its own training clips; compare by hand and "
+            "use `genreflow promote`"
         )
     seen = decision.seen_before(clips.pairs, tracks)
     if seen:
@@ -308,8 +317,10 @@ def register_and_promote(
 ) -> list[Decision]:
     """Register every candidate, select one on validation, gate it; returns every decision.
 
-    The selected candidate's decision comes first. Every decision is tagged on its version and
-    appended to the registered model's ``decision_history``.
+    The selected candidate's decision comes first. Every decision is tagged on its version
+    (with ``promotion_decided_at``, when) and appended to the registered model's
+    ``decision_history`` (with the time and the candidate's run id): the provenance that the
+    content-only DVC outputs leave out lives there.
     """
     if not candidates:
         raise aliases.RegistryError("no candidates to register")
@@ -333,6 +344,7 @@ def register_and_promote(
         champion_after = aliases.alias_version(name, aliases.CHAMPION_ALIAS)
         stamp = aliases.now()
         for d in made:
-            versions.tag_version(name, d.version, d.version_tags())
+            decided = {versions.TAG_DECIDED_AT: stamp}
+            versions.tag_version(name, d.version, {**d.version_tags(), **decided})
             aliases.append_decision(name, d.log_entry(stamp, champion_after))
     return made

@@ -19,6 +19,7 @@ TAG_TEST_SPLIT_HASH = "test_split_hash"
 TAG_GENRES = "genres"
 TAG_SAMPLE_RATE = "sample_rate"
 DECISION_PREFIX = "promotion_"
+TAG_DECIDED_AT = f"{DECISION_PREFIX}decided_at"  # when the latest decision was made (UTC)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from genreflow.retrain.commands import (
     tool,
 )
 from genreflow.retrain.data_diff import GenreChange, diff_manifests, read_base_manifest
-from genreflow.retrain.links import run_links
+from genreflow.retrain.links import run_links, version_runs
 from genreflow.retrain.outcome import Outcome, read_outcome
 from genreflow.retrain.overrides import Override, parse_overrides
 from genreflow.retrain.pipeline import fingerprint, pipeline_args, stages_run
@@ -55,6 +55,7 @@ class Tools:
     check_dvc_remote: Callable[[Path], None] = remotes.check_dvc_remote
     base_manifest: Callable[[Path, str, str], list[ManifestRow]] = read_base_manifest
     run_links: Callable[[str, Sequence[str]], dict[str, str | None]] = run_links
+    version_runs: Callable[[str, str | None, Sequence[str]], dict[str, str]] = version_runs
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,8 @@ def write_report(
     dvc = tool("dvc")
     params = tools.run("report", [dvc, "params", "diff", base, "--md"], echo=False, check=False)
     metrics = tools.run("report", [dvc, "metrics", "diff", base, "--md"], echo=False, check=False)
-    run_ids = [d.get("run_id", "") for d in outcome.decisions]
+    name = (outcome.promotion or {}).get("registered_model")
+    runs = tools.version_runs(tracking_uri, name, [str(d["version"]) for d in outcome.decisions])
     inputs = ReportInputs(
         outcome=outcome,
         base=base,
@@ -162,7 +164,8 @@ def write_report(
         metrics_diff=dvc_markdown(metrics),
         data=data_changes(tools, layout, base),
         confusions=confusions(layout),
-        links=tools.run_links(tracking_uri, run_ids),
+        runs=runs,
+        links=tools.run_links(tracking_uri, list(runs.values())),
     )
     path = layout.reports_dir / REPORT_NAME
     with atomic_path(path) as tmp:

@@ -1,5 +1,7 @@
 """Links from the retrain report to the MLflow runs it compared.
 
+``reports/promotion.json`` names registered versions, not runs (a DVC output holds no random
+ids), so the runs come from the registry: each version's source run (:func:`version_runs`).
 Only a tracking server has pages to link to (``<uri>/#/experiments/<id>/runs/<run_id>``, the
 MLflow 3 UI's route); with the local ``mlflow.db`` the report names the run ids and ``make ui``.
 Credentials in the URI (``https://user:token@host``) never reach the report.
@@ -13,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from genreflow.retrain.remotes import is_http_uri
+from genreflow.tracking.store import sqlite_path
 
 
 def public_uri(uri: str) -> str:
@@ -63,3 +66,28 @@ def run_links(tracking_uri: str, run_ids: Iterable[str]) -> dict[str, str | None
             else:
                 links[run_id] = run_url(tracking_uri, experiment_id, run_id)
     return links
+
+
+def version_runs(tracking_uri: str, name: str | None, versions: Iterable[str]) -> dict[str, str]:
+    """Registered version of ``name`` -> the run that trained it; versions the store does not
+    answer for (or a local store that does not exist: none is created) are left out."""
+    wanted = [str(v) for v in versions if v]
+    if not name or not wanted:
+        return {}
+    if not is_http_uri(tracking_uri):
+        db = sqlite_path(tracking_uri)
+        if db is None or not db.is_file():
+            return {}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    runs: dict[str, str] = {}
+    with _impatient_mlflow():
+        for version in wanted:
+            try:
+                run_id = client.get_model_version(name, version).run_id
+            except Exception:  # noqa: BLE001 - a missing run must not fail the retrain
+                continue
+            if run_id:
+                runs[version] = run_id
+    return runs

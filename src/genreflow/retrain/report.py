@@ -47,7 +47,8 @@ class ReportInputs:
     metrics_diff: str
     data: Sequence[GenreChange] | str  # the per-genre diff, or why it is unavailable
     confusions: Sequence[Confusion] = ()
-    links: dict[str, str | None] = field(default_factory=dict)
+    runs: dict[str, str] = field(default_factory=dict)  # version -> its source run (registry)
+    links: dict[str, str | None] = field(default_factory=dict)  # run id -> its page
 
 
 def read_confusion(arch: str, csv_path: Path, png_rel: str) -> Confusion | None:
@@ -250,10 +251,11 @@ def _runs(r: ReportInputs) -> list[str]:
     if not decisions:
         return [*lines, "No runs: there is no decision to link."]
     for d in decisions:
-        run_id = d.get("run_id", "")
+        run_id = r.runs.get(str(d["version"])) or d.get("run_id", "")  # older files held it
         url = r.links.get(run_id)
         target = f"[{run_id}]({url})" if url else f"`{run_id}`"
-        lines.append(f"- {d['arch']} (version {d['version']}): run {target}")
+        found = f"run {target}" if run_id else "run not found in the model registry"
+        lines.append(f"- {d['arch']} (version {d['version']}): {found}")
     if not any(r.links.values()):
         lines += ["", "The runs are in the local store; `make ui` shows them."]
     return lines
