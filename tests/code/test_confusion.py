@@ -118,3 +118,16 @@ def test_importing_the_package_does_not_load_pyplot() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_png_bytes_depend_on_the_matrix_only(tmp_path: Path) -> None:
+    """The figure is a DVC output: the same matrix renders to the same bytes, with no tool
+    version (matplotlib's "Software" chunk) or time in them."""
+    frame = confusion_matrix_frame(Y_TRUE, Y_PRED, GENRES)
+    for name in ("a.png", "b.png"):
+        plot_confusion_png(tmp_path / name, frame, "CNN")
+    data = (tmp_path / "a.png").read_bytes()
+    assert data == (tmp_path / "b.png").read_bytes()
+    assert b"Software" not in data and b"tIME" not in data and b"Matplotlib" not in data
+    plot_confusion_png(tmp_path / "c.png", confusion_matrix_frame(Y_TRUE, Y_TRUE, GENRES), "CNN")
+    assert (tmp_path / "c.png").read_bytes() != data

@@ -73,6 +73,11 @@ def write_confusion_csv(path: Path, frame: pd.DataFrame) -> None:
         frame.to_csv(tmp, index_label="actual")
 
 
+# matplotlib writes a "Software" text chunk (its version) into every PNG; the figure is a DVC
+# output, so its bytes should depend on the matrix alone (PNG gets no creation time).
+PNG_METADATA: dict[str, str | None] = {"Software": None}
+
+
 def plot_confusion_png(path: Path, frame: pd.DataFrame, title: str, normalize: bool = True) -> None:
     """Render the matrix to a 150-dpi PNG; the title gets a second line with the accuracy.
 
@@ -122,5 +127,5 @@ def plot_confusion_png(path: Path, frame: pd.DataFrame, title: str, normalize: b
     accuracy = correct / total if total else float("nan")
     ax.set_title(f"{title}\naccuracy {accuracy:.1%} ({int(correct)}/{int(total)} clips)")
     fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=150)
+    with atomic_path(Path(path)) as tmp:  # a DVC output: no tool version in its bytes
+        fig.savefig(tmp, format="png", dpi=150, metadata=PNG_METADATA)
