@@ -18,6 +18,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from genreflow.core.numerics import PINNED_ENV
+
 VENV_BIN = Path(sys.executable).parent
 COMMAND_TIMEOUT_S = 900.0
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
@@ -45,12 +47,7 @@ DROP = (
     "DVC_ROOT",
     "DVC_STAGE",
     "DVC_EXP_NAME",
-    "MKL_CBWR",
-    "MKL_DYNAMIC",
-    "OMP_DYNAMIC",
-    "ATEN_CPU_CAPABILITY",
-    "ONEDNN_MAX_CPU_ISA",
-    "CUBLAS_WORKSPACE_CONFIG",
+    *PINNED_ENV,
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
 )
