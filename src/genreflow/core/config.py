@@ -71,12 +71,24 @@ class UrlParams:
 
 
 @dataclass(frozen=True)
+class FmaParams:
+    """The Free Music Archive (``data.source: fma``): ``path`` holds ``fma_metadata/`` and
+    ``fma_<subset>/`` (or their zips); labels are ``('track', 'genre_top')`` and the split
+    the dataset's own ``('set', 'split')``. Like ``data.local.path``, a dependency of fetch,
+    so the default is a folder kept in git."""
+
+    path: str = "data/fma"
+    subset: Literal["small", "medium", "large", "full"] = "small"
+
+
+@dataclass(frozen=True)
 class DataParams:
-    source: Literal["synthetic", "local", "url"] = "synthetic"
+    source: Literal["synthetic", "local", "url", "fma"] = "synthetic"
     genres: tuple[str, ...] = GTZAN_GENRES
     synthetic: SyntheticParams = field(default_factory=SyntheticParams)
     local: LocalParams = field(default_factory=LocalParams)
     url: UrlParams = field(default_factory=UrlParams)
+    fma: FmaParams = field(default_factory=FmaParams)
 
 
 # --------------------------------------------------------------------------- validate
@@ -248,7 +260,9 @@ class RobustnessParams:
     formats: tuple[AudioFormat, ...] = ("wav", "flac", "ogg", "mp3")
     noise_db: float = ranged(-40.0, "< 0")  # white noise RMS, dB re full scale
     stereo: bool = True  # the clip as two slightly different channels
-    max_clips: int = ranged(0, ">= 0")  # 0: every test clip; N: N evenly spaced ones
+    # 0: every test clip; N: a deterministic sample of N when the test split is larger (the
+    # default keeps every clip of GTZAN's and the default profile's test splits)
+    max_clips: int = ranged(500, ">= 0")
 
 
 @dataclass(frozen=True)
@@ -291,12 +305,18 @@ class RuntimeParams:
 
     workers: int = ranged(2, ">= 1")  # processes / threads for fetch, validate, spectrogramize
     pin_numerics: bool = True  # same bytes on any x86-64 with AVX2; false: fastest paths
+    # A training split larger than this is read batch by batch from the memory-mapped store
+    # (prefetched) instead of resident on the device; the weights are the same bytes.
+    memory_budget_gb: float = ranged(4.0, "> 0")
 
 
 @dataclass(frozen=True)
 class Params:
     seed: int = ranged(42, ">= 0")
     threads: int = ranged(2, ">= 1")  # torch intra-op threads: part of the recipe (numerics)
+    # DDP ranks a training stage runs as (it launches itself under torchrun when > 1). Part of
+    # the recipe, not runtime: float sums split over another number of ranks round differently.
+    world_size: int = ranged(1, ">= 1")
     data: DataParams = field(default_factory=DataParams)
     validate: ValidateParams = field(default_factory=ValidateParams)
     features: FeatureParams = field(default_factory=FeatureParams)
