@@ -3,20 +3,26 @@
 Downstream stages (validate first) read this instead of walking ``data/raw`` so that what
 was fetched is explicit, diffable in git/DVC, and checkable: a file edited after fetch no
 longer matches its ``sha256``.
+
+A source that ships its own split (FMA's ``('set', 'split')``) adds one column,
+``source_split`` (train / val / test), for validate to use. Only such a source writes it, so
+every other manifest keeps its bytes, and a manifest from before the column still reads.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from tqdm import tqdm
 
 from genreflow.core.hashing import file_sha256
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("path", "genre", "track_id", "bytes", "sha256")
+#: The optional last column: the split a source ships (train / val / test).
+SOURCE_SPLIT = "source_split"
 
 
 class ManifestRow(TypedDict):
@@ -25,6 +31,7 @@ class ManifestRow(TypedDict):
     track_id: str  # file stem, e.g. blues.00000
     bytes: int
     sha256: str
+    source_split: NotRequired[str]  # train / val / test, from a source that ships a split
 
 
 def _is_hidden(name: str) -> bool:
@@ -64,10 +71,26 @@ def scan_raw_dir(raw_dir: Path, rel_prefix: str, progress: bool = True) -> list[
     return rows
 
 
+def with_source_split(rows: Iterable[ManifestRow], splits: Mapping[str, str]) -> list[ManifestRow]:
+    """``rows`` with ``source_split`` from ``splits`` (track id -> split); every row needs one."""
+    out: list[ManifestRow] = []
+    for row in rows:
+        if row["track_id"] not in splits:
+            raise KeyError(f"no source split for track {row['track_id']!r} ({row['path']})")
+        out.append(ManifestRow(**row, source_split=splits[row["track_id"]]))
+    return out
+
+
 def write_manifest(path: Path, rows: Iterable[ManifestRow]) -> None:
-    """Write ``rows`` as CSV with :data:`MANIFEST_COLUMNS` (LF line ends, stable across OSes)."""
+    """Write ``rows`` as CSV with :data:`MANIFEST_COLUMNS` (LF line ends, stable across OSes),
+    plus ``source_split`` when the rows carry it (all of them, or none)."""
+    rows = list(rows)
+    with_split = [SOURCE_SPLIT in r for r in rows]
+    if any(with_split) and not all(with_split):
+        raise ValueError(f"{path}: some rows have a {SOURCE_SPLIT} and some do not")
+    columns = [*MANIFEST_COLUMNS, *([SOURCE_SPLIT] if any(with_split) else [])]
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(MANIFEST_COLUMNS), lineterminator="\n")
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow(row)
@@ -78,18 +101,22 @@ def read_manifest(path: Path) -> list[ManifestRow]:
     path = Path(path)
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != MANIFEST_COLUMNS:
+        columns = tuple(reader.fieldnames or ())
+        if columns not in (MANIFEST_COLUMNS, (*MANIFEST_COLUMNS, SOURCE_SPLIT)):
             raise ValueError(
                 f"{path}: manifest columns are {reader.fieldnames}, "
-                f"expected {list(MANIFEST_COLUMNS)}"
+                f"expected {list(MANIFEST_COLUMNS)} (and optionally {SOURCE_SPLIT!r})"
             )
-        return [
-            ManifestRow(
+        rows = []
+        for r in reader:
+            row = ManifestRow(
                 path=r["path"],
                 genre=r["genre"],
                 track_id=r["track_id"],
                 bytes=int(r["bytes"]),
                 sha256=r["sha256"],
             )
-            for r in reader
-        ]
+            if SOURCE_SPLIT in columns:
+                row["source_split"] = r[SOURCE_SPLIT]
+            rows.append(row)
+        return rows
