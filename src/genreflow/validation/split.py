@@ -3,8 +3,10 @@
 Splitting segments instead of tracks puts excerpts of one song on both sides and inflates accuracy
 by 5-30 points, so the split is fixed here, once per track, and every later stage inherits it.
 For GTZAN we use the fault-filtered, artist-conditional lists torchaudio ships (imported, not
-copied); for anything else the ``stratified`` scheme: a seeded hash of each track id, which keeps
-genre proportions in expectation and never moves a track when other tracks come or go.
+copied); for the Free Music Archive its official ``('set', 'split')``, which fetch carries in the
+raw manifest's ``source_split`` column (scheme ``fma``); for anything else the ``stratified``
+scheme: a seeded hash of each track id, which keeps genre proportions in expectation and never
+moves a track when other tracks come or go.
 """
 
 from __future__ import annotations
@@ -25,16 +27,21 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 GTZAN_EXCLUDED_REASON = "not in torchaudio's fault-filtered GTZAN split (repetition or mislabel)"
 
-Scheme = Literal["gtzan", "stratified"]
+Scheme = Literal["gtzan", "fma", "stratified"]
+
+FMA_SCHEME_REASON = "auto: data.source is fma, so its official split (tracks.csv ('set', 'split'))"
 
 
 def resolve_scheme(scheme: str, source: str) -> Scheme:
     """The scheme from params alone, before the track ids are known.
 
-    ``auto`` means the GTZAN lists for real data and a stratified split for synthetic data;
-    :func:`choose_scheme` then falls back to stratified when the ids are not GTZAN's.
+    ``auto`` means FMA's official split for the fma source, the GTZAN lists for other real
+    data and a stratified split for synthetic data; :func:`choose_scheme` then falls back to
+    stratified when the ids are not GTZAN's.
     """
     if scheme == "auto":
+        if source == "fma":
+            return "fma"
         return "stratified" if source == "synthetic" else "gtzan"
     if scheme not in ("gtzan", "stratified"):
         raise ConfigError(
@@ -74,6 +81,8 @@ def choose_scheme(scheme: str, source: str, track_ids: Sequence[str]) -> SchemeC
         return SchemeChoice(resolved, f"validate.split.scheme is {scheme}")
     if resolved == "stratified":
         return SchemeChoice(resolved, f"auto: data.source is {source}, so the stratified split")
+    if resolved == "fma":
+        return SchemeChoice(resolved, FMA_SCHEME_REASON)
     why = not_gtzan_reason(list(track_ids))
     if why is None:
         return SchemeChoice("gtzan", "auto: the track ids are GTZAN's, so its filtered split")
@@ -94,6 +103,20 @@ def gtzan_split(track_ids: Iterable[str]) -> dict[str, str | None]:
     """Split of each track id; ``None`` for tracks the filtered lists leave out."""
     lookup = gtzan_lookup()
     return {t: lookup.get(t) for t in track_ids}
+
+
+def source_split(paths: Sequence[str], values: Sequence[object]) -> dict[str, str]:
+    """Split of each path from the raw manifest's ``source_split`` column (FMA's official one).
+
+    Raises :class:`ValueError` naming the first path whose value is not train / val / test:
+    fetch writes one for every file, so a gap means a manifest from another source.
+    """
+    out: dict[str, str] = {}
+    for path, value in zip(paths, values, strict=True):
+        if not isinstance(value, str) or value not in SPLITS:
+            raise ValueError(f"{path}: source_split is {value!r}, not one of {list(SPLITS)}")
+        out[path] = value
+    return out
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:

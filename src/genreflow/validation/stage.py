@@ -4,6 +4,7 @@ Files that fail a check are *quarantined*: listed with their reasons in
 ``reports/validation/quarantine.csv`` and left out of ``data/validated/manifest.csv``. Nothing under
 ``data/raw`` is modified. Tracks the GTZAN lists leave out are *excluded* (a property of the
 dataset, not a data fault), so they do not count towards ``validate.max_quarantine_share``.
+FMA's tracks take the official split fetch recorded in the raw manifest (``source_split``).
 
 Full-length tracks pass (``validate.max_duration_s`` only bounds runaway files); every file is
 decoded block by block, so a long one costs time, not memory. Track ids (file names without
@@ -20,6 +21,7 @@ import pandas as pd
 from genreflow.core.config import Params
 from genreflow.core.hashing import file_sha256
 from genreflow.core.paths import Layout
+from genreflow.sources.manifest import SOURCE_SPLIT
 from genreflow.validation import report
 from genreflow.validation.decode_table import MANIFEST_COLUMNS, decode_table
 from genreflow.validation.errors import ValidationFailed
@@ -30,6 +32,7 @@ from genreflow.validation.split import (
     check_fractions,
     choose_scheme,
     gtzan_split,
+    source_split,
     stable_split,
 )
 
@@ -192,6 +195,19 @@ def _gtzan_assignment(
     return split_of, {p for p, s in split_of.items() if s is None}
 
 
+def _fma_assignment(manifest: pd.DataFrame, layout: Layout) -> dict[str, str | None]:
+    """FMA's official split per path, as fetch recorded it in the raw manifest."""
+    if SOURCE_SPLIT not in manifest.columns:
+        raise ValidationFailed(
+            f"{layout.raw_manifest}: has no {SOURCE_SPLIT} column, but validate.split.scheme "
+            "resolved to fma; fetch it again with data.source: fma (dvc repro fetch)"
+        )
+    try:
+        return dict(source_split(list(manifest["path"]), list(manifest[SOURCE_SPLIT])))
+    except ValueError as exc:
+        raise ValidationFailed(f"{layout.raw_manifest}: {exc}") from exc
+
+
 def _stable_assignment(clips: pd.DataFrame, split: Any) -> dict[str, str | None]:
     """Split per path, keyed by track id: a quarantined or added file moves no other track."""
     hashed = stable_split(clips["track_id"], split.val_fraction, split.test_fraction, split.seed)
@@ -301,11 +317,12 @@ def validate(
     scheme = choice.scheme
     if scheme == "stratified":
         check_fractions(v.split.val_fraction, v.split.test_fraction)
+    # FMA's split is read before decoding: a manifest without it fails in seconds, not hours.
+    split_of: dict[str, str | None] = _fma_assignment(manifest, layout) if scheme == "fma" else {}
     clips = decode_table(
         manifest, layout.root, workers=workers, progress=progress, max_duration_s=v.max_duration_s
     )
 
-    split_of: dict[str, str | None] = {}
     excluded: set[str] = set()
     if scheme == "gtzan":
         split_of, excluded = _gtzan_assignment(clips, layout)
