@@ -60,12 +60,19 @@ class FeatureStore:
     def feature_params(self) -> FeatureParams:
         return from_dict(FeatureParams, self.meta["features"], "meta.features")
 
-    def split(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Segments, labels and track ids of one split (``train``, ``val`` or ``test``)."""
-        mask = (self.index["split"] == name).to_numpy()
-        rows = np.flatnonzero(mask)
+    def split_rows(self, name: str) -> np.ndarray:
+        """Store rows (ascending) of one split, reading no segment: a split larger than RAM
+        is then read batch by batch from the memory-mapped ``features``."""
+        return np.flatnonzero((self.index["split"] == name).to_numpy())
+
+    def row_targets(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels (int64) and track ids of ``rows``: the index only, no segment read."""
         return (
-            np.asarray(self.features[rows]),
             self.index["label"].to_numpy()[rows].astype(np.int64),
             self.index["track_id"].to_numpy()[rows].astype(str),
         )
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Segments, labels and track ids of one split (``train``, ``val`` or ``test``)."""
+        rows = self.split_rows(name)
+        return (np.asarray(self.features[rows]), *self.row_targets(rows))

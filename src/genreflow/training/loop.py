@@ -4,7 +4,9 @@ Design choices, and why:
 
 - The training split stays resident on the device as one tensor (float16 on CUDA, float32
   on CPU) and batches are gathered with a device-side permutation, so an epoch needs no host
-  work per batch and no DataLoader; the GPU is never starved by Python.
+  work per batch and no DataLoader; the GPU is never starved by Python. A split beyond the
+  memory budget is streamed from the memory-mapped store instead, prefetched, with the same
+  values in the same order: the same weights (see :mod:`genreflow.training.batches`).
 - Every random draw comes from the single ``seed``: initial weights are re-drawn here, the
   batch order and augmentation use one explicit generator, dropout the global torch RNG.
   All of it is checkpointed each epoch, so a killed run resumes to bit-identical weights (CPU).
@@ -37,6 +39,7 @@ from genreflow.core.config import TrainParams, to_dict
 from genreflow.core.numerics import RECIPE_KEYS, numeric_environment
 from genreflow.features.store import FeatureStore
 from genreflow.training.augment import augment_batch, mixup, one_hot
+from genreflow.training.batches import RowView, SplitSource, open_splits
 from genreflow.training.checkpoint import (
     CheckpointError,
     capture_rng,
@@ -89,6 +92,7 @@ class TrainResult:
     history: list[EpochMetrics]
     stopped_early: bool
     resumed_from_epoch: int | None
+    streamed_splits: tuple[str, ...] = ()  # splits read from the store, not resident
 
 
 def select_device() -> torch.device:
@@ -116,7 +120,7 @@ def reset_weights(module: nn.Module) -> None:
             m.reset_parameters()
 
 
-def input_stats(features: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
+def input_stats(features: np.ndarray | RowView, chunk: int = 4096) -> tuple[float, float]:
     """Mean and std of all dB values, accumulated in float64 chunk by chunk."""
     total = sq = 0.0
     count = 0
@@ -160,29 +164,6 @@ def _make_scheduler(
     return None
 
 
-@dataclass
-class _Split:
-    x: torch.Tensor  # (N, n_mels, frames), resident on the device
-    y: torch.Tensor  # (N,) int64
-    labels: np.ndarray
-    track_ids: np.ndarray
-
-
-def _load_split(store: FeatureStore, name: str, device: torch.device) -> tuple[_Split, np.ndarray]:
-    """The split resident on ``device``, plus its host features (for input statistics)."""
-    x, y, ids = store.split(name)
-    if len(x) == 0:
-        raise ValueError(f"feature store has no '{name}' segments; cannot train without them")
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    split = _Split(
-        x=torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=dtype),
-        y=torch.from_numpy(y).to(device),
-        labels=y,
-        track_ids=ids,
-    )
-    return split, x
-
-
 def _segments_per_epoch(n: int, batch_size: int) -> int:
     """Whole batches only: static shapes, and never a BatchNorm batch of one."""
     bs = min(batch_size, n)
@@ -191,7 +172,7 @@ def _segments_per_epoch(n: int, batch_size: int) -> int:
 
 def _train_epoch(
     classifier: nn.Module,
-    train: _Split,
+    train: SplitSource,
     params: TrainParams,
     optimizer: torch.optim.Optimizer,
     gen: torch.Generator,
@@ -199,42 +180,39 @@ def _train_epoch(
 ) -> tuple[float, float]:
     """One pass over the shuffled training split; returns (mean loss, accuracy)."""
     classifier.train()
-    device = train.x.device
-    n = train.x.shape[0]
+    device = train.device
+    n = len(train)
     bs = min(params.batch_size, n)
     n_batches = _segments_per_epoch(n, bs) // bs
     perm = torch.randperm(n, generator=gen, device=device)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     alpha = params.augment.mixup_alpha
-    for i in range(n_batches):
-        idx = perm[i * bs : (i + 1) * bs]
-        xb = augment_batch(train.x[idx].float(), params.augment, gen)
-        yb = train.y[idx]
-        target: torch.Tensor = yb
-        if alpha > 0:
-            xb, target = mixup(xb, one_hot(yb, n_classes), alpha, gen)
-        with _autocast(device, params.mixed_precision):
-            logits = classifier(xb)
-        loss = F.cross_entropy(logits.float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach()
-        correct += (logits.detach().argmax(dim=1) == yb).sum()
+    with contextlib.closing(train.batches(perm, bs)) as batches:
+        for x_raw, yb in batches:
+            xb = augment_batch(x_raw, params.augment, gen)
+            target: torch.Tensor = yb
+            if alpha > 0:
+                xb, target = mixup(xb, one_hot(yb, n_classes), alpha, gen)
+            with _autocast(device, params.mixed_precision):
+                logits = classifier(xb)
+            loss = F.cross_entropy(logits.float(), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+            correct += (logits.detach().argmax(dim=1) == yb).sum()
     return loss_sum.item() / n_batches, correct.item() / (n_batches * bs)
 
 
 @torch.no_grad()
-def _evaluate(classifier: nn.Module, split: _Split) -> tuple[float, float, float]:
-    """(segment loss, segment accuracy, clip accuracy) in float32, eval mode."""
+def _evaluate(classifier: nn.Module, split: SplitSource) -> tuple[float, float, float]:
+    """(segment loss, segment accuracy, clip accuracy) in float32, eval mode; the split is
+    read in order, ``EVAL_BATCH`` segments at a time."""
     classifier.eval()
-    logits = torch.cat(
-        [
-            classifier(split.x[i : i + EVAL_BATCH].float())
-            for i in range(0, split.x.shape[0], EVAL_BATCH)
-        ]
-    ).float()
+    in_order = torch.arange(len(split), device=split.device)
+    with contextlib.closing(split.batches(in_order, EVAL_BATCH, drop_last=False)) as batches:
+        logits = torch.cat([classifier(xb) for xb, _ in batches]).float()
     loss = F.cross_entropy(logits, split.y).item()
     seg_logits = logits.cpu().numpy()
     seg_acc = float((seg_logits.argmax(axis=1) == split.labels).mean())
@@ -385,8 +363,8 @@ class _Trainer:
     seed: int
     device: torch.device
     checkpoint_path: Path
-    train: _Split
-    val: _Split
+    train: SplitSource
+    val: SplitSource
     n_classes: int
     input_stats: tuple[float, float]  # mean, std of the training split
     config: dict[str, Any]
@@ -441,6 +419,7 @@ def train_classifier(
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     device: torch.device | None = None,
     progress: bool = True,
+    memory_budget_gb: float | None = None,
 ) -> TrainResult:
     """Train ``classifier`` on the store's train split, select by val clip accuracy.
 
@@ -451,9 +430,14 @@ def train_classifier(
     ``checkpoint_path`` is written atomically after every epoch, *before* ``on_epoch`` runs;
     a run resumed from it does not replay ``on_epoch`` for epochs already done (their
     metrics are in ``TrainResult.history``).
+
+    ``memory_budget_gb`` (``runtime.memory_budget_gb``; ``None``: unlimited) bounds what the
+    splits may take resident on the device; a split beyond it is streamed from the store
+    (``store.features`` memory-mapped), with the same weights as a bytes result.
     """
     device = device or select_device()
-    trainer = _setup(classifier, store, params, seed, Path(checkpoint_path), device)
+    budget = None if memory_budget_gb is None else memory_budget_gb * 1e9
+    trainer = _setup(classifier, store, params, seed, Path(checkpoint_path), device, budget)
     state, resumed_from = _resume_or_fresh(trainer)
     _run_epochs(trainer, state, on_epoch, progress)
     trainer.classifier.load_state_dict(state.best_state)
@@ -464,6 +448,11 @@ def train_classifier(
         history=state.history,
         stopped_early=state.stopped_early,
         resumed_from_epoch=resumed_from,
+        streamed_splits=tuple(
+            name
+            for name, split in (("train", trainer.train), ("val", trainer.val))
+            if split.streamed
+        ),
     )
 
 
@@ -474,16 +463,16 @@ def _setup(
     seed: int,
     checkpoint_path: Path,
     device: torch.device,
+    budget_bytes: float | None = None,
 ) -> _Trainer:
-    """Check the params, put both splits on the device, compute the checkpoint key."""
+    """Check the params, open both splits (resident or streamed), compute the checkpoint key."""
     if params.epochs < 1 or params.batch_size < 1:
         raise ValueError(
             f"epochs and batch_size must be >= 1, got {params.epochs} and {params.batch_size}"
         )
-    train, train_host = _load_split(store, "train", device)
-    val, _ = _load_split(store, "val", device)
-    stats = input_stats(train_host)
-    del train_host
+    splits = open_splits(store, ("train", "val"), device, budget_bytes)
+    train, val = splits["train"], splits["val"]
+    stats = input_stats(RowView(store.features, train.rows))
     config = plain_config(_config(params, seed, store, device))
     return _Trainer(
         classifier=classifier,
@@ -604,7 +593,7 @@ def _epoch_step(trainer: _Trainer, state: TrainState, epoch: int) -> EpochMetric
         lr=lr,
         seconds=0.0,
         train_seconds=train_seconds,
-        train_segments=_segments_per_epoch(trainer.train.x.shape[0], params.batch_size),
+        train_segments=_segments_per_epoch(len(trainer.train), params.batch_size),
     )
     state.record(metrics, trainer.classifier, params)
     metrics.seconds = time.perf_counter() - t0  # as of the checkpoint write below
