@@ -10,7 +10,7 @@ from genreflow.audio import AudioDecodeError, load_mono
 from genreflow.core.config import FeatureParams
 from genreflow.core.paths import Layout
 from genreflow.features.frontend import LogMelFrontend
-from genreflow.features.stage import spectrogramize
+from genreflow.features.stage import content_digest, spectrogramize
 from genreflow.features.store import FeatureStore
 
 FP = FeatureParams(
@@ -106,8 +106,43 @@ def test_undecodable_file_fails_naming_it_and_leaves_no_store(layout):
     bad = layout.root / "data/raw/genres/jazz/jazz.00001.wav"
     bad.write_bytes(b"not audio at all")
     with pytest.raises(AudioDecodeError, match="jazz.00001.wav"):
-        spectrogramize(FP, GENRES, layout, progress=False, figures=False)
+        spectrogramize(FP, GENRES, layout, progress=False, figures=False, workers=2)
     assert not layout.features_dir.exists()
+    # nor the half-written store: the temporary directory went with the error
+    assert not list(layout.features_dir.parent.glob(".features*"))
+
+
+def test_streamed_store_keeps_the_content_digest_of_the_whole_store(layout):
+    meta = spectrogramize(FP, GENRES, layout, progress=False, figures=False, workers=2)
+    store = FeatureStore.load(layout.features_dir, mmap=False)
+    assert meta["content_sha256"] == content_digest(store.features, store.index)
+    per_split = {s: int((store.index["split"] == s).sum()) for s in ("train", "val", "test")}
+    assert meta["n_segments"] == per_split
+    assert sum(per_split.values()) == len(store.index) == meta["shape"][0]
+    excerpts = pd.read_csv(layout.features_dir / "excerpts.csv")
+    assert sum(meta["n_excerpts"].values()) == len(excerpts)
+    assert excerpts["n_segments"].sum() == len(store.index)
+
+
+def test_a_killed_runs_temporary_store_is_removed(layout):
+    stale = layout.features_dir.parent / ".features.k1ll3d.tmp"
+    stale.mkdir(parents=True)
+    (stale / "segments.npy").write_bytes(b"half a store")
+    spectrogramize(FP, GENRES, layout, progress=False, figures=False)
+    assert not stale.exists()
+    assert FeatureStore.load(layout.features_dir).features.shape[0] > 0
+
+
+def test_empty_manifest_gives_the_empty_store(layout):
+    pd.DataFrame(columns=["path", "genre", "track_id", "split"]).to_csv(
+        layout.validated_manifest, index=False
+    )
+    meta = spectrogramize(FP, GENRES, layout, progress=False, figures=False)
+    assert meta["shape"] == [0, FP.n_mels, 0]
+    reference = layout.root / "empty.npy"
+    np.save(reference, np.zeros((0, FP.n_mels, 0), np.float16))
+    assert (layout.features_dir / "segments.npy").read_bytes() == reference.read_bytes()
+    assert (layout.features_dir / "index.csv").read_text().startswith("track_id,genre,label")
 
 
 def test_missing_manifest_names_the_stage(tmp_path):

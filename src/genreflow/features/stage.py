@@ -8,12 +8,15 @@ excerpt each segment came from is listed in ``excerpts.csv`` next to the store.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import shutil
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +39,15 @@ from genreflow.features.excerpts import (
 )
 from genreflow.features.frontend import LogMelFrontend
 from genreflow.features.store import INDEX_COLUMNS, INDEX_FILE, META_FILE, SEGMENTS_FILE
+from genreflow.features.store_writer import CsvAppender, NpyAppender, update_from_file
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("path", "genre", "track_id", "split")
+SPLITS = ("train", "val", "test")
+#: Tracks computed ahead of the store writer, per worker thread: enough to keep every worker
+#: busy, few enough that memory does not grow with the corpus.
+AHEAD_PER_WORKER = 2
 
 
 #: A track's length as ``(frames, sample_rate)``, or None to read it from the file's header.
@@ -88,9 +96,13 @@ def _iter_segments(
     torch's thread pool. Each thread's torch work is single-threaded meanwhile, so
     ``workers`` is the number of cores used. ``lengths`` (from the validated manifest) spare
     reading each header again.
+
+    At most :data:`AHEAD_PER_WORKER` tracks per worker are computed ahead of the consumer
+    (``pool.map`` would submit every file at once, and finished tracks would pile up in memory
+    while the store is written): memory stays bounded whatever the corpus size.
     """
     frontend = LogMelFrontend(params).eval()
-    jobs = list(zip(paths, lengths if lengths is not None else [None] * len(paths), strict=True))
+    jobs = zip(paths, lengths if lengths is not None else [None] * len(paths), strict=True)
 
     def one(job: tuple[Path, Length]) -> TrackSegments:
         return track_segments(job[0], frontend, params.excerpt, job[1])
@@ -102,8 +114,14 @@ def _iter_segments(
             yield from (one(job) for job in jobs)
             return
         pool = ThreadPoolExecutor(max_workers=workers)
+        pending: deque[Future[TrackSegments]] = deque()
         try:
-            yield from pool.map(one, jobs)
+            for job in jobs:
+                pending.append(pool.submit(one, job))
+                if len(pending) >= AHEAD_PER_WORKER * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
         finally:  # a bad file stops the stage now, not after the rest are computed
             pool.shutdown(wait=True, cancel_futures=True)
     finally:
@@ -125,24 +143,24 @@ def manifest_lengths(manifest: pd.DataFrame) -> list[Length]:
     return out
 
 
-def excerpt_rows(track_id: str, split: str, path: str, made: TrackSegments) -> list[dict]:
-    """Rows of ``excerpts.csv`` for one track: where each excerpt starts, and its segments."""
-    rows, first = [], 0
-    for k, (part, n) in enumerate(made.excerpts):
-        rows.append(
-            {
-                "track_id": track_id,
-                "split": split,
-                "excerpt": k,
-                "start_s": round(part.start / made.sample_rate, 6),
-                "length_s": round(part.frames / made.sample_rate, 6),
-                "first_segment": first,
-                "n_segments": n,
-                "path": path,
-            }
-        )
+def excerpt_columns(track_id: str, split: str, path: str, made: TrackSegments) -> dict[str, list]:
+    """Rows of ``excerpts.csv`` for one track, as columns: where each excerpt starts, and its
+    segments."""
+    firsts, first = [], 0
+    for _, n in made.excerpts:
+        firsts.append(first)
         first += n
-    return rows
+    count = len(made.excerpts)
+    return {
+        "track_id": [track_id] * count,
+        "split": [split] * count,
+        "excerpt": list(range(count)),
+        "start_s": [round(part.start / made.sample_rate, 6) for part, _ in made.excerpts],
+        "length_s": [round(part.frames / made.sample_rate, 6) for part, _ in made.excerpts],
+        "first_segment": firsts,
+        "n_segments": [n for _, n in made.excerpts],
+        "path": [path] * count,
+    }
 
 
 def read_validated_manifest(path: Path) -> pd.DataFrame:
@@ -159,10 +177,26 @@ def read_validated_manifest(path: Path) -> pd.DataFrame:
 
 
 def content_digest(segments: np.ndarray, index: pd.DataFrame) -> str:
-    """sha256 over the segment bytes and the index rows."""
+    """sha256 over the segment bytes and the index rows (the store's ``content_sha256``;
+    :func:`spectrogramize` computes the same digest while it writes)."""
     digest = hashlib.sha256(np.ascontiguousarray(segments).view(np.uint8).data)
     digest.update(index.to_csv(index=False).encode())
     return digest.hexdigest()
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Remove what a killed earlier run left next to ``target``: the temporary directories of
+    :func:`~genreflow.core.atomic.atomic_dir` (``.<name>.*.tmp``).
+
+    An exception or Ctrl-C removes its own; SIGKILL, the OOM killer or a power cut cannot, and
+    a half-written store can be gigabytes. DVC lets one stage run at a time in a repository,
+    so none of them belongs to a live run.
+    """
+    stale = sorted(p for p in target.parent.glob(f".{target.name}.*.tmp") if p.is_dir())
+    for path in stale:
+        log.warning("removing %s, left by an interrupted run", path)
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def spectrogramize(
@@ -176,7 +210,9 @@ def spectrogramize(
     """Compute segments for every validated track and write ``data/features/`` atomically.
 
     ``workers`` (params ``runtime.workers``) threads share the files; the store is the same
-    for any number.
+    for any number. Each track's segments and rows go to disk as they are computed (see
+    :mod:`genreflow.features.store_writer`), so memory does not grow with the corpus; the
+    store appears only when complete, and a failed run removes what it wrote.
     """
     manifest = read_validated_manifest(layout.validated_manifest)
     unknown = sorted(set(manifest["genre"]) - set(genres))
@@ -184,57 +220,88 @@ def spectrogramize(
         raise ValueError(
             f"{layout.validated_manifest}: genre(s) {unknown} are not in data.genres {list(genres)}"
         )
-    label_of = {g: i for i, g in enumerate(genres)}
-    paths = [layout.absolute(p) for p in manifest["path"]]
-    workers = max(1, min(workers, os.cpu_count() or 1, len(paths)))
-
-    blocks: list[np.ndarray] = []
-    rows: list[dict] = []
-    excerpts: list[dict] = []
-    stream = _iter_segments(paths, params, workers, manifest_lengths(manifest))
-    bar = tqdm(stream, total=len(paths), desc="spectrogramize", unit="clip", disable=not progress)
-    for track, made in zip(manifest.itertuples(index=False), bar, strict=True):
-        blocks.append(made.segments)
-        # Segments are numbered through the track, across its excerpts: (track_id, segment)
-        # stays unique, and excerpts.csv says which excerpt each range came from.
-        rows.extend(
-            {
-                "track_id": track.track_id,
-                "genre": track.genre,
-                "label": label_of[track.genre],
-                "split": track.split,
-                "segment": k,
-                "path": track.path,
-            }
-            for k in range(made.segments.shape[0])
-        )
-        excerpts.extend(excerpt_rows(track.track_id, track.split, track.path, made))
-    segments = np.concatenate(blocks) if blocks else np.zeros((0, params.n_mels, 0), np.float16)
-    index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
-    table = pd.DataFrame(excerpts, columns=EXCERPT_COLUMNS)
     manifest_sha = file_sha256(layout.validated_manifest)
-    meta = {
-        "features": to_dict(params),
-        "genres": list(genres),
-        "shape": list(segments.shape),
-        "dtype": "float16",
-        "n_tracks": {s: int((manifest["split"] == s).sum()) for s in ("train", "val", "test")},
-        "n_segments": {s: int((index["split"] == s).sum()) for s in ("train", "val", "test")},
-        "n_excerpts": {s: int((table["split"] == s).sum()) for s in ("train", "val", "test")},
-        "validated_manifest_sha256": manifest_sha,
-        # Identity of the stored content: a resumable training checkpoint is only reused
-        # for exactly these features.
-        "content_sha256": content_digest(segments, index),
-    }
+    remove_stale_temps(layout.features_dir)
     with atomic_dir(layout.features_dir) as tmp:
-        np.save(tmp / SEGMENTS_FILE, segments)
-        index.to_csv(tmp / INDEX_FILE, index=False)
-        table.to_csv(tmp / EXCERPTS_FILE, index=False)
+        summary = _write_store(tmp, manifest, params, genres, layout, progress, workers)
+        meta = {
+            "features": to_dict(params),
+            "genres": list(genres),
+            "shape": list(summary.shape),
+            "dtype": "float16",
+            "n_tracks": {s: int((manifest["split"] == s).sum()) for s in SPLITS},
+            "n_segments": {s: summary.n_segments[s] for s in SPLITS},
+            "n_excerpts": {s: summary.n_excerpts[s] for s in SPLITS},
+            "validated_manifest_sha256": manifest_sha,
+            # Identity of the stored content: a resumable training checkpoint is only reused
+            # for exactly these features.
+            "content_sha256": summary.content_sha256,
+        }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    log.info("wrote %d segments of %d tracks to %s", len(index), len(manifest), layout.features_dir)
+    log.info(
+        "wrote %d segments of %d tracks to %s", summary.shape[0], len(manifest), layout.features_dir
+    )
 
     if figures:
         from genreflow.features.figures import write_paper_figures
 
         write_paper_figures(manifest, params, layout)
     return meta
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """What ``meta.json`` says about the written store."""
+
+    shape: tuple[int, ...]
+    n_segments: Counter[str]
+    n_excerpts: Counter[str]
+    content_sha256: str
+
+
+def _write_store(
+    directory: Path,
+    manifest: pd.DataFrame,
+    params: FeatureParams,
+    genres: Sequence[str],
+    layout: Layout,
+    progress: bool,
+    workers: int,
+) -> StoreSummary:
+    """Stream every track's segments, index rows and excerpt rows into ``directory``."""
+    label_of = {g: i for i, g in enumerate(genres)}
+    paths = [layout.absolute(p) for p in manifest["path"]]
+    workers = max(1, min(workers, os.cpu_count() or 1, len(paths)))
+    n_segments: Counter[str] = Counter()
+    n_excerpts: Counter[str] = Counter()
+    stream = _iter_segments(paths, params, workers, manifest_lengths(manifest))
+    with (
+        contextlib.closing(stream),
+        NpyAppender(directory / SEGMENTS_FILE, np.float16, (0, params.n_mels, 0)) as segments,
+        CsvAppender(directory / INDEX_FILE, INDEX_COLUMNS) as index,
+        CsvAppender(directory / EXCERPTS_FILE, EXCERPT_COLUMNS) as table,
+    ):
+        bar = tqdm(
+            stream, total=len(paths), desc="spectrogramize", unit="clip", disable=not progress
+        )
+        for track, made in zip(manifest.itertuples(index=False), bar, strict=True):
+            n = made.segments.shape[0]
+            segments.append(made.segments)
+            # Segments are numbered through the track, across its excerpts: (track_id, segment)
+            # stays unique, and excerpts.csv says which excerpt each range came from.
+            index.append(
+                {
+                    "track_id": [track.track_id] * n,
+                    "genre": [track.genre] * n,
+                    "label": [label_of[track.genre]] * n,
+                    "split": [track.split] * n,
+                    "segment": list(range(n)),
+                    "path": [track.path] * n,
+                }
+            )
+            table.append(excerpt_columns(track.track_id, track.split, track.path, made))
+            n_segments[track.split] += n
+            n_excerpts[track.split] += len(made.excerpts)
+    digest = segments.sha256.copy()
+    update_from_file(digest, directory / INDEX_FILE)  # content_digest's order: segments, index
+    return StoreSummary(segments.shape, n_segments, n_excerpts, digest.hexdigest())
