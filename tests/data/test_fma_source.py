@@ -18,9 +18,10 @@ import yaml
 
 from genreflow.core.config import DataParams, FmaParams, Params
 from genreflow.core.paths import Layout
-from genreflow.sources.fma import EXCLUSION_COLUMNS, EXCLUSIONS_NAME
+from genreflow.sources.fma import EXCLUSION_COLUMNS, EXCLUSIONS_NAME, _audio_exclusions
 from genreflow.sources.fma_files import find_tracks_csv
 from genreflow.sources.fma_metadata import (
+    Selection,
     genre_label,
     in_subset,
     parse_track_file,
@@ -313,3 +314,10 @@ def test_the_fetch_and_validate_stage_scripts(fma_tree, tmp_path) -> None:
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("genreflow fetch: error: ") and "tracks.csv" in last
     assert "old-time-historic" in last
+
+
+def test_a_second_file_for_one_track_is_unlisted() -> None:
+    sel = Selection(wanted={2: ("hip-hop", "train")}, excluded={}, other_subsets={})
+    found, out = _audio_exclusions(["000/000002.MP3", "000/000002.mp3"], "fma_small", "small", sel)
+    assert found == {2: "000/000002.MP3"}
+    assert [(e.source_path, e.kind) for e in out] == [("fma_small/000/000002.mp3", "unlisted")]

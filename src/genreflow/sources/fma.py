@@ -94,6 +94,9 @@ def _audio_exclusions(
         if tid is None:
             reason = "not at a track's path in FMA's layout (<first 3 digits>/<6-digit id>.mp3)"
             out.append(Exclusion(where, "", "unlisted", reason))
+        elif tid in found:  # 000002.mp3 and 000002.MP3: the first by name keeps the track
+            reason = f"a second file for track {tid:06d}; {folder}/{found[tid]} is used"
+            out.append(Exclusion(where, f"{tid:06d}", "unlisted", reason))
         elif tid in sel.wanted:
             found[tid] = rel
         elif tid in sel.other_subsets:
