@@ -206,3 +206,39 @@ def test_prefetcher_keeps_order_bounds_lookahead_and_stops_early() -> None:
 
     with pytest.raises(OSError, match="disk gone"), Prefetcher(failing, 5, depth=1) as ahead:
         assert list(ahead) == [0, 1]
+
+
+def test_the_budget_changes_no_stage_output_and_is_tagged(
+    tiny, tiny_store, tmp_path, tmp_path_factory, monkeypatch
+) -> None:
+    """``runtime.memory_budget_gb`` is runtime: the train stage writes the same bytes with the
+    splits resident or streamed, and only the MLflow tag ``streamed_splits`` tells them apart."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    from genreflow.core.config import RuntimeParams
+    from genreflow.core.paths import Layout
+    from genreflow.pipeline.train import train_stage
+
+    source_root = Path(tiny_store.features.filename).parents[2]  # repo/data/features/...
+    outputs = {}
+    for label, budget in (("resident", HUGE_GB), ("streamed", TINY_GB)):
+        root = tmp_path / label
+        shutil.copytree(source_root, root, ignore=shutil.ignore_patterns("models", "mlflow*"))
+        layout = Layout.from_root(root)
+        tiny.use_tracking_db(monkeypatch, root, tmp_path_factory)
+        params = dataclasses.replace(
+            tiny.params(epochs=2, augment=DRAWING),
+            runtime=RuntimeParams(memory_budget_gb=budget),
+        )
+        summary = train_stage(params, "train_cnn", layout, progress=False)
+        tags = MlflowClient().get_run(summary["run_id"]).data.tags
+        model_dir = layout.models_dir / "cnn"
+        outputs[label] = (
+            tags["streamed_splits"],
+            {name: (model_dir / name).read_bytes() for name in ("model.pt", "checkpoint.pt")},
+            (model_dir / "run.json").read_bytes(),
+        )
+    assert outputs["resident"][0] == "none" and outputs["streamed"][0] == "train,val"
+    assert outputs["resident"][1:] == outputs["streamed"][1:]

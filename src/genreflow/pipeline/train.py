@@ -81,6 +81,7 @@ def train_stage(
             checkpoint_path=layout.checkpoint(arch),
             on_epoch=logger,
             progress=progress,
+            memory_budget_gb=params.runtime.memory_budget_gb,
         )
         run_id = logger.finish(result.history, result.resumed_from_epoch)
         mlflow.log_metrics(
@@ -95,6 +96,8 @@ def train_stage(
             {
                 "stopped_early": str(result.stopped_early).lower(),
                 "resumed_from_epoch": str(result.resumed_from_epoch or 0),
+                # runtime.memory_budget_gb's effect: which splits were read from the store
+                "streamed_splits": ",".join(result.streamed_splits) or "none",
             }
         )
         classifier = classifier.cpu().eval()
