@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -321,3 +322,14 @@ def test_a_second_file_for_one_track_is_unlisted() -> None:
     found, out = _audio_exclusions(["000/000002.MP3", "000/000002.mp3"], "fma_small", "small", sel)
     assert found == {2: "000/000002.MP3"}
     assert [(e.source_path, e.kind) for e in out] == [("fma_small/000/000002.mp3", "unlisted")]
+
+
+def test_a_folder_wins_over_its_zip(fma_tree, tmp_path) -> None:
+    """Unzipping as FMA's README says leaves the zip beside the folder: the folder is read."""
+    src = tmp_path / "src"
+    shutil.copytree(fma_tree / "dir", src)
+    (src / "fma_small.zip").write_bytes(b"not a zip: reading it would fail")
+    (src / "fma_metadata.zip").write_bytes(b"not a zip either")
+    layout = Layout(tmp_path / "repo")
+    fetch(_params(src).data, layout, progress=False)
+    assert {r["track_id"] for r in read_manifest(layout.raw_manifest)} == set(fab.EXPECTED.fetched)
