@@ -45,25 +45,34 @@ class Track:
     audio: str  # "tone" | "short" | "corrupt" | "none" (listed, no file)
 
 
-TRACKS = (
-    Track(2, "training", "small", "Hip-Hop", "tone"),
-    Track(3, "training", "small", "Hip-Hop", "tone"),
-    Track(5, "validation", "small", "Hip-Hop", "tone"),
-    Track(10, "test", "small", "Hip-Hop", "tone"),
-    Track(20, "training", "small", "Hip-Hop", "corrupt"),
-    Track(26, "training", "small", "Hip-Hop", "tone"),
-    Track(30, "training", "small", "Hip-Hop", "none"),  # listed, absent
-    Track(1040, "training", "small", "Old-Time / Historic", "tone"),
-    Track(1082, "training", "small", "Old-Time / Historic", "tone"),
-    Track(1083, "validation", "small", "Old-Time / Historic", "tone"),
-    Track(1084, "test", "small", "Old-Time / Historic", "tone"),
-    Track(1102, "training", "small", "Old-Time / Historic", "short"),
-    Track(1193, "training", "small", "Old-Time / Historic", "tone"),
-    Track(140, "training", "small", "", "tone"),  # no genre_top
-    Track(150, "", "small", "Hip-Hop", "tone"),  # no split
-    Track(4000, "training", "medium", "Rock", "tone"),  # another subset, file in fma_small/
-    Track(4001, "test", "medium", "Rock", "none"),  # another subset: never reported
-    Track(99999, "test", "large", "", "none"),
+# id | split | subset | genre_top | audio ("none": listed, no file)
+_TABLE = """
+    2 | training   | small  | Hip-Hop             | tone
+    3 | training   | small  | Hip-Hop             | tone
+    5 | validation | small  | Hip-Hop             | tone
+   10 | test       | small  | Hip-Hop             | tone
+   20 | training   | small  | Hip-Hop             | corrupt
+   26 | training   | small  | Hip-Hop             | tone
+   30 | training   | small  | Hip-Hop             | none
+ 1040 | training   | small  | Old-Time / Historic | tone
+ 1082 | training   | small  | Old-Time / Historic | tone
+ 1083 | validation | small  | Old-Time / Historic | tone
+ 1084 | test       | small  | Old-Time / Historic | tone
+ 1102 | training   | small  | Old-Time / Historic | short
+ 1193 | training   | small  | Old-Time / Historic | tone
+  140 | training   | small  |                     | tone
+  150 |            | small  | Hip-Hop             | tone
+ 4000 | training   | medium | Rock                | tone
+ 4001 | test       | medium | Rock                | none
+99999 | test       | large  |                     | none
+"""
+# 30: listed, absent; 140: no genre_top; 150: no split; 4000: another subset's file in
+# fma_small/; 4001 and 99999: other subsets without files, never reported.
+TRACKS = tuple(
+    Track(int(tid), split, subset, genre, audio)
+    for tid, split, subset, genre, audio in (
+        (cell.strip() for cell in line.split("|")) for line in _TABLE.strip().splitlines()
+    )
 )
 #: Audio files in fma_small/ that no track of the subset owns, and junk that is not audio.
 UNLISTED = ("155/155066.mp3", "000/notes.mp3")
