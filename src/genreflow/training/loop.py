@@ -12,6 +12,10 @@ Design choices, and why:
   All of it is checkpointed each epoch, so a killed run resumes to bit-identical weights (CPU).
   The checkpoint is the live objects' state plus a :class:`TrainState` (history, best-so-far,
   early-stopping count), which alone knows the on-disk keys in both directions.
+- Under torchrun (``ranks``, see :mod:`genreflow.training.distributed`) every rank draws the
+  same permutation and augmentations for the whole global batch and trains its slice of it in
+  DDP with BatchNorm over the global batch; rank 0 alone validates (its metrics, hence every
+  stop decision, are broadcast) and writes the checkpoint. One rank is today's loop exactly.
 - The best epoch is chosen by clip-level validation accuracy (mean of each clip's segment
   logits), the decision that evaluation and serving actually make.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import random
@@ -52,6 +57,7 @@ from genreflow.training.checkpoint import (
 )
 from genreflow.training.clip_metrics import clip_accuracy
 from genreflow.training.code_identity import code_identity
+from genreflow.training.distributed import SINGLE, Ranks, local_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +183,13 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     gen: torch.Generator,
     n_classes: int,
+    ranks: Ranks = SINGLE,
 ) -> tuple[float, float]:
-    """One pass over the shuffled training split; returns (mean loss, accuracy)."""
+    """One pass over the shuffled training split; returns (mean loss, accuracy).
+
+    Several ranks: each augments the whole global batch (the same draws as one process) and
+    trains on its slice; loss and accuracy are those of the global batches.
+    """
     classifier.train()
     device = train.device
     n = len(train)
@@ -194,6 +205,7 @@ def _train_epoch(
             target: torch.Tensor = yb
             if alpha > 0:
                 xb, target = mixup(xb, one_hot(yb, n_classes), alpha, gen)
+            xb, target, yb = ranks.shard(xb), ranks.shard(target), ranks.shard(yb)
             with _autocast(device, params.mixed_precision):
                 logits = classifier(xb)
             loss = F.cross_entropy(logits.float(), target)
@@ -202,6 +214,7 @@ def _train_epoch(
             optimizer.step()
             loss_sum += loss.detach()
             correct += (logits.detach().argmax(dim=1) == yb).sum()
+    loss_sum, correct = ranks.mean(loss_sum), ranks.sum(correct)
     return loss_sum.item() / n_batches, correct.item() / (n_batches * bs)
 
 
@@ -370,6 +383,7 @@ class _Trainer:
     config: dict[str, Any]
     config_hash: str
     gen: torch.Generator
+    ranks: Ranks = SINGLE
     optimizer: torch.optim.Optimizer = field(init=False)
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = field(init=False, default=None)
 
@@ -389,6 +403,12 @@ class _Trainer:
         self.scheduler = _make_scheduler(self.optimizer, self.params)
         return TrainState.fresh(self.classifier)
 
+    @functools.cached_property
+    def model(self) -> nn.Module:
+        """What trains: the classifier itself, or (several ranks) the classifier with global
+        BatchNorm inside DDP. Built on first use, after the weights are drawn or restored."""
+        return self.ranks.wrap(self.classifier, self.device)
+
     def restore(self, ckpt: dict[str, Any]) -> None:
         """Weights, optimiser, scheduler and every RNG as the checkpoint holds them."""
         self.classifier.load_state_dict(ckpt["model"])
@@ -398,7 +418,9 @@ class _Trainer:
         restore_rng(ckpt["rng"], self.gen)
 
     def save(self, state: TrainState) -> None:
-        """Write the checkpoint atomically (see :func:`save_checkpoint`)."""
+        """Write the checkpoint atomically (see :func:`save_checkpoint`); rank 0 alone."""
+        if not self.ranks.is_main:
+            return
         body = state.to_checkpoint(
             config=self.config,
             config_hash=self.config_hash,
@@ -407,6 +429,8 @@ class _Trainer:
             scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
             rng=capture_rng(self.gen),
         )
+        if self.ranks.distributed:  # provenance only: any world size resumes from it
+            body["world_size"] = self.ranks.world_size
         save_checkpoint(self.checkpoint_path, body)
 
 
@@ -420,6 +444,7 @@ def train_classifier(
     device: torch.device | None = None,
     progress: bool = True,
     memory_budget_gb: float | None = None,
+    ranks: Ranks = SINGLE,
 ) -> TrainResult:
     """Train ``classifier`` on the store's train split, select by val clip accuracy.
 
@@ -431,15 +456,21 @@ def train_classifier(
     a run resumed from it does not replay ``on_epoch`` for epochs already done (their
     metrics are in ``TrainResult.history``).
 
+    ``ranks`` (several: a process group must be initialised, see
+    :func:`genreflow.training.distributed.process_group`) splits each global batch of
+    ``params.batch_size`` over the ranks; rank 0 alone writes the checkpoint. ``on_epoch``
+    runs on every rank that passes one (the stage passes it on rank 0 only).
+
     ``memory_budget_gb`` (``runtime.memory_budget_gb``; ``None``: unlimited) bounds what the
     splits may take resident on the device; a split beyond it is streamed from the store
     (``store.features`` memory-mapped), with the same weights as a bytes result.
     """
     device = device or select_device()
     budget = None if memory_budget_gb is None else memory_budget_gb * 1e9
-    trainer = _setup(classifier, store, params, seed, Path(checkpoint_path), device, budget)
+    trainer = _setup(classifier, store, params, seed, Path(checkpoint_path), device, budget, ranks)
     state, resumed_from = _resume_or_fresh(trainer)
     _run_epochs(trainer, state, on_epoch, progress)
+    local_batchnorm(trainer.classifier)  # plain BatchNorm2d again, for saving and serving
     trainer.classifier.load_state_dict(state.best_state)
     trainer.classifier.to(device).eval()
     return TrainResult(
@@ -464,6 +495,7 @@ def _setup(
     checkpoint_path: Path,
     device: torch.device,
     budget_bytes: float | None = None,
+    ranks: Ranks = SINGLE,
 ) -> _Trainer:
     """Check the params, open both splits (resident or streamed), compute the checkpoint key."""
     if params.epochs < 1 or params.batch_size < 1:
@@ -473,7 +505,9 @@ def _setup(
     splits = open_splits(store, ("train", "val"), device, budget_bytes)
     train, val = splits["train"], splits["val"]
     stats = input_stats(RowView(store.features, train.rows))
+    ranks.check_batch(min(params.batch_size, len(train)))
     config = plain_config(_config(params, seed, store, device))
+    ranks.check_same(config_hash(config), "training config (code, params, store, numerics)")
     return _Trainer(
         classifier=classifier,
         params=params,
@@ -487,6 +521,7 @@ def _setup(
         config=config,
         config_hash=config_hash(config),
         gen=torch.Generator(device=device),
+        ranks=ranks,
     )
 
 
@@ -498,7 +533,7 @@ def _resume_or_fresh(trainer: _Trainer) -> tuple[TrainState, int | None]:
     """
     state = trainer.fresh_start()
     path = trainer.checkpoint_path
-    ckpt = _read_checkpoint(path)
+    ckpt = trainer.ranks.from_main(lambda: _read_checkpoint(path))  # rank 0's node has it
     if ckpt is not None and ckpt["config_hash"] != trainer.config_hash:
         log.warning(
             "checkpoint %s is stale: %s; training from scratch (different training config)",
@@ -571,8 +606,15 @@ def _epoch_step(trainer: _Trainer, state: TrainState, epoch: int) -> EpochMetric
     params = trainer.params
     t0 = time.perf_counter()
     lr = float(trainer.optimizer.param_groups[0]["lr"])
+    trainer.ranks.seed_dropout(trainer.seed, epoch)
     train_loss, train_acc = _train_epoch(
-        trainer.classifier, trainer.train, params, trainer.optimizer, trainer.gen, trainer.n_classes
+        trainer.model,
+        trainer.train,
+        params,
+        trainer.optimizer,
+        trainer.gen,
+        trainer.n_classes,
+        trainer.ranks,
     )  # returns host floats, so the device is synchronised here
     train_seconds = time.perf_counter() - t0
     if not math.isfinite(train_loss):
@@ -580,7 +622,10 @@ def _epoch_step(trainer: _Trainer, state: TrainState, epoch: int) -> EpochMetric
             f"train {params.arch}: training loss became {train_loss} in epoch {epoch} "
             f"(lr {lr:g}); lower the learning rate or enable batch_norm"
         )
-    val_loss, val_acc, val_clip = _evaluate(trainer.classifier, trainer.val)
+    # rank 0 validates; every rank records its numbers, so all take the same decisions
+    val_loss, val_acc, val_clip = trainer.ranks.from_main(
+        lambda: _evaluate(trainer.classifier, trainer.val)
+    )
     if trainer.scheduler is not None:
         trainer.scheduler.step()
     metrics = EpochMetrics(
