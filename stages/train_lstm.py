@@ -14,10 +14,11 @@ if TYPE_CHECKING:
 
 
 def main(params: Params, layout: Layout) -> None:
-    # imported here, after run_pipeline_stage pinned the numerics torch will compute with
-    from genreflow.pipeline.train import train_stage
+    # imported here, after run_pipeline_stage pinned the numerics torch will compute with;
+    # world_size > 1 relaunches this script under torchrun (one rank per process)
+    from genreflow.pipeline.launch import train_or_launch
 
-    train_stage(params, "train_lstm", layout)
+    train_or_launch(params, "train_lstm", layout)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ split would
 re-score this model on its own training clips, and the validated manifest as its ``training``
 dataset input (training.dataset_input), which fills the MLflow runs table's Dataset column.
 
+Under torchrun (``world_size`` ranks, see :mod:`genreflow.pipeline.launch`) every rank trains
+its shard of each global batch, and rank 0 alone logs to MLflow and writes the outputs above:
+one MLflow run per training, whatever the world size (tag ``world_size``).
+
 This module only orchestrates; each job has its own module: the feature-store check
 (training.store_check), the per-epoch plots file and MLflow metrics (training.epoch_log),
 the serving-model export (training.export) and the ``run.json`` reader (training.run_info).
@@ -55,7 +59,8 @@ def train_stage(
 
     from genreflow.models import build_classifier
     from genreflow.serving.core import save_model
-    from genreflow.training.loop import train_classifier
+    from genreflow.training.distributed import Ranks, process_group
+    from genreflow.training.loop import TrainResult, train_classifier
 
     if section not in TRAIN_SECTIONS:
         raise ValueError(f"unknown training section {section!r}; expected one of {TRAIN_SECTIONS}")
@@ -67,22 +72,43 @@ def train_stage(
     genres = store.genres
     _, n_mels, n_frames = store.features.shape
     classifier = build_classifier(train, int(n_mels), int(n_frames), len(genres))
+    ranks = Ranks.from_env()
+
+    def fit(on_epoch: EpochLogger | None) -> TrainResult:
+        with process_group(ranks) as device:
+            return train_classifier(
+                classifier,
+                store,
+                train,
+                seed=params.seed,
+                checkpoint_path=layout.checkpoint(arch),
+                on_epoch=on_epoch,
+                # one process: select_device's choice, as before torchrun support
+                device=device if ranks.distributed else None,
+                progress=progress and ranks.is_main,
+                memory_budget_gb=params.runtime.memory_budget_gb,
+                ranks=ranks,
+            )
+
+    if not ranks.is_main:  # trains its shard, logs and writes nothing
+        fit(None)
+        return {}
+    if ranks.world_size != params.world_size:
+        log.warning(
+            "%s: torchrun started %d ranks but world_size is %d; training with %d "
+            "(recorded as the MLflow tag world_size)",
+            section,
+            ranks.world_size,
+            params.world_size,
+            ranks.world_size,
+        )
     layout.model_dir(arch).mkdir(parents=True, exist_ok=True)
     experiment = params.tracking.experiment
     configure_mlflow(layout, experiment)
 
     with contextlib.ExitStack() as stack:
         logger = EpochLogger(layout, params, section, stack)
-        result = train_classifier(
-            classifier,
-            store,
-            train,
-            seed=params.seed,
-            checkpoint_path=layout.checkpoint(arch),
-            on_epoch=logger,
-            progress=progress,
-            memory_budget_gb=params.runtime.memory_budget_gb,
-        )
+        result = fit(logger)
         run_id = logger.finish(result.history, result.resumed_from_epoch)
         mlflow.log_metrics(
             {
@@ -96,6 +122,7 @@ def train_stage(
             {
                 "stopped_early": str(result.stopped_early).lower(),
                 "resumed_from_epoch": str(result.resumed_from_epoch or 0),
+                "world_size": str(ranks.world_size),
                 # runtime.memory_budget_gb's effect: which splits were read from the store
                 "streamed_splits": ",".join(result.streamed_splits) or "none",
             }

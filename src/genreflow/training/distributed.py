@@ -173,10 +173,10 @@ def backend_for(device: torch.device) -> str:
 
 
 @contextlib.contextmanager
-def process_group(ranks: Ranks) -> Iterator[torch.device]:
+def process_group(ranks: Ranks, device: torch.device | None = None) -> Iterator[torch.device]:
     """Join the job's process group (from torchrun's environment) for the block; yields this
-    rank's device. Nothing at world size 1."""
-    device = ranks.device()
+    rank's device (``device``, else :meth:`Ranks.device`). Nothing at world size 1."""
+    device = device or ranks.device()
     if not ranks.distributed:
         yield device
         return
