@@ -102,11 +102,13 @@ def test_the_walk_follows_imports_inside_functions(tmp_path):
     assert "genreflow/evaluation/bootstrap.py" in files  # imported by decision.py
 
 
-def test_fetch_depends_on_the_local_source_content():
+def test_fetch_depends_on_the_local_and_fma_source_content():
     """A clip added to the local source must mark fetch changed (not only a params edit), and
     the default path must exist: DVC rejects a dependency on an empty or missing path, and
     `dvc repro` on the synthetic default must still run."""
     deps = _stages()["fetch"]["deps"]
-    assert "${data.local.path}" in deps
-    default = yaml.safe_load((REPO / "params.yaml").read_text())["data"]["local"]["path"]
-    assert default and (REPO / default).is_dir()
+    data = yaml.safe_load((REPO / "params.yaml").read_text())["data"]
+    for source in ("local", "fma"):
+        assert f"${{data.{source}.path}}" in deps
+        default = data[source]["path"]
+        assert default and (REPO / default).is_dir()

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 LAYOUT = Layout(Path("/repo"))  # any root will do: paths are compared relative to it
 TRAIN_SECTIONS = ("train_cnn", "train_lstm")
 CODE_DIRS = ("src/", "stages/")
-SOURCE_DEP = "${data.local.path}"  # fetch's input: the user's data, no stage's output
+# fetch's inputs: the user's data (a GTZAN copy, an FMA copy), no stage's output
+SOURCE_DEPS = ("${data.local.path}", "${data.fma.path}")
 
 
 def _load(name: str) -> dict:
@@ -102,7 +103,7 @@ def test_declared_outputs_are_layout_paths(stage):
 def test_artifact_deps_are_layout_paths(stage):
     """A dep outside the code is another stage's output, at the path Layout gives it."""
     written = {rel for paths in EXPECTED.values() for rel in _rel(paths)}
-    deps = [d for d in _names(STAGES[stage].get("deps")) if d != SOURCE_DEP]
+    deps = [d for d in _names(STAGES[stage].get("deps")) if d not in SOURCE_DEPS]
     artifacts = [d for d in deps if not d.startswith(CODE_DIRS)]
     assert sorted(set(artifacts) - written) == []
 
