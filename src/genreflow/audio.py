@@ -38,9 +38,18 @@ class AudioDecodeError(GenreflowError, RuntimeError):
 DECODE_ERRORS: tuple[type[Exception], ...] = (sf.LibsndfileError, RuntimeError, ValueError)
 
 
+#: libsndfile's wording when it recognises no format in a file that does exist (a corrupt
+#: MP3, say): it blames the path, which misleads next to a file the user can see.
+_MISLEADING_OPEN_ERROR = "File does not exist or is not a regular file"
+
+
 def undecodable(path: Path | str, exc: BaseException) -> AudioDecodeError:
-    """The error for a file soundfile refuses, with soundfile's own reason in it."""
-    return AudioDecodeError(path, f"not decodable audio ({exc})")
+    """The error for a file soundfile refuses, with soundfile's own reason in it (reworded
+    where libsndfile says an existing file does not exist)."""
+    reason = str(exc)
+    if _MISLEADING_OPEN_ERROR in reason and Path(path).is_file():
+        reason = "libsndfile recognises no audio format in it: corrupt or truncated data"
+    return AudioDecodeError(path, f"not decodable audio ({reason})")
 
 
 def open_audio(path: Path | str) -> sf.SoundFile:

@@ -80,3 +80,16 @@ def test_a_good_file_reads_the_same_whole_and_in_blocks(tmp_path: Path) -> None:
     mono = np.concatenate(list(file_blocks(path, length, block_frames=1024)))
     assert (length.frames, length.sample_rate) == (5000, 22050)
     np.testing.assert_array_equal(mono, stereo.T.mean(axis=0))
+
+
+def test_a_corrupt_mp3_is_called_corrupt_not_missing(tmp_path: Path) -> None:
+    """libsndfile says an existing file "does not exist" when no format matches its bytes;
+    the quarantine reason must not send the user looking for a missing file."""
+    good = tmp_path / "good.mp3"
+    sf.write(good, np.full(22050, 0.1, dtype=np.float32), 22050)
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"\0" * 200 + good.read_bytes()[200:400])
+    with pytest.raises(AudioDecodeError) as info:
+        read_audio(bad)
+    assert str(bad) in str(info.value)
+    assert "corrupt" in info.value.reason and "does not exist" not in info.value.reason
