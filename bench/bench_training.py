@@ -17,6 +17,15 @@ epoch to time, e.g. ``--device cuda --arch cnn --batch-size 256 --n-train 50000 
     .venv/bin/python bench/bench_training.py                 # both models, defaults below
     .venv/bin/python bench/bench_training.py --arch cnn --epochs 4 --batch-size 256
     .venv/bin/python bench/bench_training.py --device cpu --epochs 1 --n-train 256 --n-val 70
+
+``--nproc N`` (N > 1) relaunches the script under ``torchrun --standalone --nproc-per-node N``:
+N data-parallel ranks (gloo on CPU, NCCL with ``--device cuda``, one GPU per rank) share each
+global batch of ``--batch-size``; rank 0 reports the global throughput. Compare it with
+``--nproc 1`` at the same global batch (strong scaling) or at N times the batch (weak)::
+
+    PYTHONPATH=src .venv/bin/python bench/bench_training.py --arch cnn --nproc 2 --threads 1
+    PYTHONPATH=src .venv/bin/python bench/bench_training.py --device cuda --nproc 8 \
+        --arch cnn --batch-size 2048 --n-train 200000 --epochs 3
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import torch
 from genreflow.core.config import AugmentParams, FeatureParams, TrainParams
 from genreflow.features.store import FeatureStore
 from genreflow.models import build_classifier
+from genreflow.training.distributed import Ranks, process_group
 from genreflow.training.loop import select_device, train_classifier
 
 SEGMENTS_PER_CLIP = 7
@@ -74,15 +84,18 @@ def random_store(n_train: int, n_val: int, n_mels: int, n_frames: int, seed: int
     return FeatureStore(feats, index, {"features": fp, "genres": [f"g{i}" for i in range(10)]})
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> :func:`select_device`; ``cuda`` must really be there (no silent CPU run)."""
+def resolve_device(name: str, ranks: Ranks) -> torch.device:
+    """``auto`` -> :func:`select_device`; ``cuda`` must really be there (no silent CPU run).
+    Under torchrun each rank takes the GPU of its local rank."""
     if name == "auto":
-        return select_device()
+        return ranks.device() if ranks.distributed else select_device()
     if name == "cuda" and not torch.cuda.is_available():
         raise SystemExit(
             f"bench_training: --device cuda, but torch {torch.__version__} sees no CUDA device "
             f"(torch.cuda.is_available() is False; built for CUDA {torch.version.cuda})"
         )
+    if name == "cuda" and ranks.distributed:
+        return torch.device("cuda", ranks.local_rank)
     return torch.device(name)
 
 
@@ -112,10 +125,43 @@ def main() -> int:
         action="store_false",
         help="float32 on CUDA instead of bf16 autocast (CPU always runs float32)",
     )
+    ap.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel ranks on this machine (> 1: relaunch under torchrun)",
+    )
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
-    device = resolve_device(args.device)
+    from genreflow.pipeline.launch import torchrun, under_torchrun
+
+    if args.nproc > 1 and not under_torchrun():
+        # without --nproc: torchrun's parser would take it for an abbreviation of its own
+        # --nproc-per-node (the ranks see TORCHELASTIC_RUN_ID and do not relaunch anyway)
+        torchrun(["--standalone", "--nproc-per-node", str(args.nproc), *without_nproc(sys.argv)])
+        return 0
+    ranks = Ranks.from_env()
+    with process_group(ranks, resolve_device(args.device, ranks)) as device:
+        return bench(args, ranks, device)
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` less ``--nproc N`` / ``--nproc=N``."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def bench(args: argparse.Namespace, ranks: Ranks, device: torch.device) -> int:
+    """Train each arch and, on rank 0, report it."""
     store = random_store(args.n_train, args.n_val, 96, 130, seed=0)
     if args.threads > 0:  # params.yaml `threads` (unpinned here: bench_numerics.py prices the pins)
         torch.set_num_threads(args.threads)
@@ -141,6 +187,7 @@ def main() -> int:
                 checkpoint_path=Path(tmp) / "ckpt.pt",
                 device=device,
                 progress=False,
+                ranks=ranks,
             )
         timed = res.history[1:] or res.history
         seg_s = sum(h.train_segments for h in timed) / sum(h.train_seconds for h in timed)
@@ -150,6 +197,7 @@ def main() -> int:
         row = {
             "arch": arch,
             "device": device_label(device),
+            "nproc": ranks.world_size,
             "bf16_autocast": device.type == "cuda" and params.mixed_precision,
             "threads": torch.get_num_threads(),
             "batch_size": args.batch_size,
@@ -163,14 +211,16 @@ def main() -> int:
             "dense": list(params.dense),
         }
         results.append(row)
+        if not ranks.is_main:
+            continue
         print(json.dumps(row), flush=True)
         print(
-            f"{arch} on {row['device']}: {seg_s:,.1f} train segments/s, "
+            f"{arch} on {ranks.world_size} x {row['device']}: {seg_s:,.1f} train segments/s, "
             f"{timed_epoch_s:.2f} s per epoch (mean of {len(timed)} timed; all: {epoch_s})",
             file=sys.stderr,
             flush=True,
         )
-    if args.json:
+    if args.json and ranks.is_main:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
