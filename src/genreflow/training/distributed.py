@@ -181,6 +181,11 @@ def process_group(ranks: Ranks, device: torch.device | None = None) -> Iterator[
         yield device
         return
     if device.type == "cuda":
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DistributedError(
+                f"rank {ranks.rank} needs GPU {device.index} (one per rank on a node) but "
+                f"{torch.cuda.device_count()} are visible; lower --nproc-per-node or world_size"
+            )
         torch.cuda.set_device(device)
     dist.init_process_group(
         backend_for(device),
