@@ -23,7 +23,6 @@ from genreflow.robustness.perturb import (
     Perturbation,
     perturbations,
 )
-from genreflow.robustness.score import select_clips
 
 SR = 22050
 
@@ -168,14 +167,6 @@ def test_perturbations_follow_the_params_and_are_valid_mlflow_names():
 def test_a_perturbation_listed_twice_is_a_config_error():
     with pytest.raises(ConfigError, match=r"evaluate.robustness: \['gain_6db'\]"):
         perturbations(replace(RobustnessParams(), gains_db=(6.0, 6)))
-
-
-@pytest.mark.parametrize(
-    ("n", "max_clips", "expected"),
-    [(5, 0, [0, 1, 2, 3, 4]), (5, 9, [0, 1, 2, 3, 4]), (9, 3, [0, 4, 8]), (10, 1, [0])],
-)
-def test_select_clips_takes_all_or_an_even_spread(n, max_clips, expected):
-    assert select_clips(n, max_clips) == expected
 
 
 def test_long_ogg_is_written_without_crashing(tmp_path):

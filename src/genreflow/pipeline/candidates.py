@@ -1,10 +1,12 @@
 """Score one trained model as a promotion candidate.
 
 On the feature path (what training measured): clip decisions on validation and test with a
-bootstrap interval, the confusion outputs, all logged into the model's *training* run. Through
-the logged (served) model: the test clips under the ``evaluate.robustness`` perturbations.
+bootstrap interval, the confusion outputs, all logged into the model's *training* run.
 The result is the :class:`~genreflow.registry.versions.Candidate` the registry decides on and
-the scores ``reports/metrics.json`` holds for this arch.
+the scores ``reports/metrics.json`` holds for this arch. Robustness (the served model on
+perturbed test files) is scored for all candidates together
+(:mod:`genreflow.pipeline.candidate_robustness`): each perturbed file is encoded and decoded
+once.
 """
 
 from __future__ import annotations
@@ -63,26 +65,6 @@ def _write_confusion(layout: Layout, arch: str, ids, y_true, y_pred, genres) -> 
     return files
 
 
-def _score_robustness(
-    arch: str, info: dict[str, Any], params: Params, clips: HeldOutClips, progress: bool
-) -> dict[str, Any]:
-    """Test clips under each ``evaluate.robustness`` perturbation, through the candidate's
-    logged (served) model: accuracy and agreement with the clean prediction; logged to its run.
-    """
-    from genreflow.robustness.score import evaluate_robustness
-
-    return evaluate_robustness(
-        info["model_uri"],
-        info["run_id"],
-        clips.paths,
-        clips.genres,
-        params.evaluate.robustness,
-        seed=params.seed,
-        progress=progress,
-        desc=f"robustness {arch}",
-    )
-
-
 def score_candidate(
     section: str,
     arch: str,
@@ -92,7 +74,6 @@ def score_candidate(
     store: FeatureStore,
     clips: HeldOutClips,
     commit: str | None,
-    progress: bool = True,
 ) -> tuple[Candidate, dict[str, Any]]:
     """Validation and test scores of one trained model, its confusion outputs, its candidate.
 
@@ -119,7 +100,6 @@ def score_candidate(
     result = {**test.to_dict(), "val_accuracy": val.accuracy, "val_macro_f1": val.macro_f1}
     files = _write_confusion(layout, arch, ids, y_true, y_pred, genres)
     _log_to_run(info["run_id"], result, val, files)
-    result["robustness"] = _score_robustness(arch, info, params, clips, progress)
 
     run = find_run(info["run_id"])
     run_commit = run.data.tags.get(TAG_GIT_COMMIT) if run is not None else None

@@ -1,10 +1,12 @@
 """The ``evaluate`` DVC stage: score, gate, report, index.
 
 For each trained candidate (CNN, CRNN) it scores clip-level decisions on the validation and
-test splits (:mod:`genreflow.pipeline.candidates`) and scores the classical baseline on the
-same clips. Then :func:`genreflow.registry.promotion.register_and_promote` registers both,
-selects one on **validation**, and gates it on **test** with a paired bootstrap against the
-champion (or, with no champion, against the baseline). The decisions go to
+test splits (:mod:`genreflow.pipeline.candidates`), then the robustness of all candidates in
+one pass over the perturbed test files (:mod:`genreflow.pipeline.candidate_robustness`), and
+scores the classical baseline on the same clips. Then
+:func:`genreflow.registry.promotion.register_and_promote` registers both, selects one on
+**validation**, and gates it on **test** with a paired bootstrap against the champion (or,
+with no champion, against the baseline). The decisions go to
 ``reports/promotion.json`` and ``reports/promotion_log.jsonl``
 (:mod:`genreflow.pipeline.promotion_report`). Last, with the champion just decided, it
 rebuilds the similar-song index ``models/similarity_index/`` and scores retrieval
@@ -25,6 +27,7 @@ from genreflow.core.atomic import write_json
 from genreflow.core.config import TRAIN_SECTIONS, ConfigError, Params
 from genreflow.core.paths import Layout
 from genreflow.features.store import FeatureStore
+from genreflow.pipeline.candidate_robustness import sample_report, score_robustness
 from genreflow.pipeline.candidate_runs import candidate_runs
 from genreflow.pipeline.candidates import score_candidate
 from genreflow.pipeline.held_out_clips import load_test_clips
@@ -84,9 +87,12 @@ def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dic
     candidates: list[Candidate] = []
     for section, arch in sections.items():
         cand, metrics[arch] = score_candidate(
-            section, arch, infos[arch], params, layout, store, clips, commit, progress
+            section, arch, infos[arch], params, layout, store, clips, commit
         )
         candidates.append(cand)
+    robustness = score_robustness(infos, params, clips, progress)  # every candidate at once
+    for arch, report in robustness.items():
+        metrics[arch]["robustness"] = report.to_dict()
     b_ids, b_true, b_pred = run_baseline(store, params.seed)
     baseline = score_clips(b_true, b_pred, store.genres, ev.bootstrap_samples, ev.bootstrap_seed)
     metrics["baseline"] = baseline.to_dict()
@@ -110,6 +116,9 @@ def evaluate_stage(params: Params, layout: Layout, progress: bool = True) -> dic
 
     # report
     promotion = promotion_report(name, decisions, get_alias(name, CHAMPION_ALIAS), ev, clips)
+    sample = sample_report(robustness)
+    if sample is not None:  # only when sampled, so a full run's report keeps its bytes
+        promotion["robustness_sample"] = sample
     write_promotion_report(layout, promotion, decisions)
 
     # index: the champion just decided embeds the corpus; its retrieval scores join the metrics
