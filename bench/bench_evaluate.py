@@ -9,7 +9,8 @@ Before every run the clone's ``mlflow.db`` and ``reports/`` are reset, so each r
 the same registry state. Runs alternate old, new, old, new... (``--rounds``), so load from other
 processes on the machine hits both alike; report the ratio, not the seconds.
 
-Prints one JSON object: per-run wall and CPU seconds, the median ratio new/old of each, and
+Prints one JSON object: per-run wall and CPU seconds and the seconds the robustness progress
+bars ran, the median ratio new/old of each, and
 ``identical``: whether ``reports/metrics.json``, ``reports/promotion.json`` and the confusion
 CSVs are byte-identical between the revisions in every round.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import sqlite3
@@ -77,7 +79,7 @@ def prepare(source: Path, rev: str, dest: Path) -> Path:
     for name in COPIED:
         src = source / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, symlinks=True)
+            shutil.copytree(src, dest / name, symlinks=True, dirs_exist_ok=True)
         elif src.is_file():
             shutil.copy2(src, dest / name)
     _rebase_store(dest / "mlflow.db", source, dest)
@@ -105,7 +107,23 @@ def run_stage(repo: Path, python: str) -> dict[str, float]:
     if done.returncode != 0:
         raise SystemExit(f"{repo}: evaluate failed:\n{done.stderr[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "robustness_s": bar_seconds(done.stderr),
+    }
+
+
+def bar_seconds(stderr: str, prefix: str = "robustness") -> float:
+    """Seconds the stage's progress bars named ``prefix...`` ran (tqdm's elapsed, summed over
+    the bars: one per candidate before issue 15, one for all after)."""
+    last: dict[str, float] = {}
+    for line in re.split(r"[\r\n]", stderr):
+        m = re.match(rf"^({prefix}[^:]*): .*\[(?:(\d+):)?(\d+):(\d+)<", line)
+        if m:
+            hours, minutes, seconds = (int(g or 0) for g in m.groups()[1:])
+            last[m.group(1)] = hours * 3600 + minutes * 60 + seconds
+    return float(sum(last.values()))
 
 
 def same_reports(a: Path, b: Path) -> dict[str, bool]:
@@ -146,6 +164,7 @@ def main() -> None:
                 "runs": runs,
                 "ratio_wall": ratio("wall_s"),
                 "ratio_cpu": ratio("cpu_s"),
+                "ratio_robustness": ratio("robustness_s"),
                 "identical": all(all(r.values()) for r in identical),
                 "compared": identical,
                 "load_avg_after": os.getloadavg(),

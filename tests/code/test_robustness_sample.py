@@ -54,3 +54,19 @@ def test_the_sample_does_not_depend_on_the_listing_order():
         chosen = select_clips(ids, genres, 13)
         assert chosen == sorted(chosen)  # indices come back in the given (store) order
         assert {ids[i] for i in chosen} == expected
+
+
+def test_a_sample_is_named_in_the_reports_and_a_full_run_adds_nothing():
+    from genreflow.pipeline.candidate_robustness import sample_report
+    from genreflow.robustness.score import PerturbationScore, RobustnessReport
+
+    scores = {"stereo": PerturbationScore(1.0, 1.0)}
+    full = RobustnessReport(100, 1.0, scores, population=100)
+    assert "sampled_from" not in full.to_dict()
+    assert sample_report({"cnn": full, "crnn": full}) is None
+    ids = tuple(IDS[i] for i in select_clips(IDS, GENRES, 10))
+    part = RobustnessReport(10, 1.0, scores, population=100, sample=ids)
+    assert part.to_dict()["n_clips"] == 10 and part.to_dict()["sampled_from"] == 100
+    named = sample_report({"cnn": part, "crnn": part})
+    assert named is not None
+    assert (named["n_clips"], named["n_test_clips"], named["track_ids"]) == (10, 100, list(ids))
