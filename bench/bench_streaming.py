@@ -5,7 +5,8 @@ values, or ``--tile-from`` a real store's segments repeated) in a temporary dire
 
 - **throughput**: one child process trains one epoch resident, one streamed, alternating,
   ``--repeats`` rounds; the best training-pass throughput of each (segments/s from
-  ``EpochMetrics.train_seconds``), and their ratio streamed/resident. Both modes in one
+  ``EpochMetrics.train_seconds``), their ratio streamed/resident, and the median of each
+  round's ratio (robust to load that other processes shift under it). Both modes in one
   process, so both see the same allocator, oneDNN and page-cache state;
 - **peak RSS**: one fresh child per mode training one epoch, its ``VmHWM`` at the end (the
   whole process: torch, the model, the split or its batches; pages of the store mapped
@@ -32,6 +33,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -210,6 +212,12 @@ def _run_child(args: argparse.Namespace, store: Path, what: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _round_ratios(throughput: dict) -> list[float]:
+    runs = throughput["runs"]
+    pairs = zip(runs[::2], runs[1::2], strict=True)  # (resident, streamed) per round
+    return [s["segments_per_s"] / r["segments_per_s"] for r, s in pairs]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-train", type=int, default=2520)
@@ -259,6 +267,9 @@ def main() -> int:
             (r["mode"], round(r["segments_per_s"], 1)) for r in throughput["runs"]
         ],
         "ratio_streamed_over_resident": round(best["streamed"] / best["resident"], 3),
+        # each round's streamed epoch over the resident epoch just before it: under shifting
+        # load (other processes), their median says more than the ratio of the bests
+        "median_round_ratio": round(float(statistics.median(_round_ratios(throughput))), 3),
         "peak_rss_mb": {m: round(rss[m]["peak_rss_mb"]) for m in MODES},
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
