@@ -42,7 +42,7 @@ from genreflow.sources.fma_metadata import (
     select,
     track_file,
 )
-from genreflow.sources.local import SourceError
+from genreflow.sources.local import SourceError, absolute_param_path
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,7 @@ class FmaFetch:
 
 def resolve_fma_path(path: str, root: Path) -> Path:
     """``data.fma.path`` as an absolute directory (relative paths from the repo root)."""
-    if not path or not path.strip():
-        raise SourceError("data.fma.path is empty: set it to the folder holding fma_metadata/")
-    p = Path(path.strip()).expanduser()
-    p = p if p.is_absolute() else Path(root) / p
+    p = absolute_param_path("data.fma.path", path, root, "the folder holding fma_metadata/")
     if not p.is_dir():
         raise SourceError(f"{p}: data.fma.path is not a directory (from {path!r})")
     return p

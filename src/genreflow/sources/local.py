@@ -155,15 +155,20 @@ def collect_audio(
     return found
 
 
+def absolute_param_path(key: str, path: str, root: Path, what: str) -> Path:
+    """Param ``key``'s ``path`` made absolute (relative paths are taken from the repo root);
+    an empty one is an error asking for ``what``. Whether it exists is the caller's check."""
+    if not path or not path.strip():
+        raise SourceError(f"{key} is empty: set it to {what}")
+    p = Path(path.strip()).expanduser()
+    return p if p.is_absolute() else Path(root) / p
+
+
 def resolve_source_path(path: str, root: Path) -> Path:
     """``data.local.path`` as an absolute path (relative paths are taken from the repo root)."""
-    if not path or not path.strip():
-        raise SourceError(
-            "data.local.path is empty: set it to a GTZAN directory or archive "
-            f"({LAYOUTS_LOOKED_FOR})"
-        )
-    p = Path(path.strip()).expanduser()
-    p = p if p.is_absolute() else Path(root) / p
+    p = absolute_param_path(
+        "data.local.path", path, root, f"a GTZAN directory or archive ({LAYOUTS_LOOKED_FOR})"
+    )
     if not p.exists():
         raise SourceError(f"{p}: data.local.path does not exist (from {path!r})")
     return p
