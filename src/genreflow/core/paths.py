@@ -175,6 +175,21 @@ class Layout:
         return self.models_dir / "similarity_index"
 
     @property
+    def library_indexes(self) -> Path:
+        """Named indexes of people's own music (``genreflow index PATH... --name NAME``),
+        beside the corpus index. Not a DVC output: a library lives outside the pipeline."""
+        return self.models_dir / "libraries"
+
+    def library_index(self, name: str) -> Path:
+        return self.library_indexes / name
+
+    @property
+    def serving_cache(self) -> Path:
+        """A local, verified copy of the champion for fast CLI starts (see genreflow.serving).
+        Not a DVC output: the registry stays the source of truth, the copy names its version."""
+        return self.models_dir / "serving_cache"
+
+    @property
     def mlflow_db(self) -> Path:
         return self.root / "mlflow.db"
 
