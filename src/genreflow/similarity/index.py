@@ -75,13 +75,13 @@ class IndexMeta:
     retrieval: dict[str, Any] | None = field(default=None)
 
     @classmethod
-    def read(cls, path: Path) -> IndexMeta:
+    def read(cls, path: Path, rebuild: str = REBUILD) -> IndexMeta:
         try:
             raw = json.loads(Path(path).read_text())
             return cls(**raw)
         except (OSError, ValueError, TypeError) as exc:
             raise CorruptIndexError(
-                f"{path}: unreadable index meta ({exc}); rebuild with {REBUILD}"
+                f"{path}: unreadable index meta ({exc}); rebuild with {rebuild}"
             ) from exc
 
     def to_dict(self) -> dict[str, Any]:
@@ -184,14 +184,14 @@ def index_digest(directory: Path) -> str | None:
     return digest.hexdigest()
 
 
-def read_meta(directory: Path) -> IndexMeta:
+def read_meta(directory: Path, rebuild: str = REBUILD) -> IndexMeta:
     """The meta of the index in ``directory``; :class:`MissingIndexError` if there is none."""
     path = Path(directory) / META_FILE
     if not path.is_file():
         raise MissingIndexError(
-            f"{directory}: no similar-song index has been built here; build it with {REBUILD}"
+            f"{directory}: no similar-song index has been built here; build it with {rebuild}"
         )
-    return IndexMeta.read(path)
+    return IndexMeta.read(path, rebuild)
 
 
 @dataclass(frozen=True)
@@ -202,16 +202,19 @@ class SongIndex:
     meta: IndexMeta
     index: Any  # faiss.Index
     catalogue: pd.DataFrame
+    rebuild: str = REBUILD  # the command that rebuilds this index, for error lines
 
     @classmethod
-    def load(cls, directory: Path) -> SongIndex:
+    def load(cls, directory: Path, rebuild: str = REBUILD) -> SongIndex:
+        """Load and cross-check the index in ``directory``; every error names ``rebuild``, the
+        command that rebuilds it (the corpus index's by default, a library's for a library)."""
         directory = Path(directory)
-        meta = read_meta(directory)
+        meta = read_meta(directory, rebuild)
         if meta.version is None:
             raise MissingIndexError(
                 f"{directory}: the index is empty: it was built when model "
                 f"{meta.registered_model!r} had no champion; promote a version "
-                "(`genreflow promote VERSION`) or rebuild with " + REBUILD
+                "(`genreflow promote VERSION`) or rebuild with " + rebuild
             )
         faiss = load_faiss()
         try:
@@ -219,15 +222,15 @@ class SongIndex:
             catalogue = pd.read_csv(directory / CATALOGUE_FILE, dtype=str, keep_default_na=False)
         except (OSError, RuntimeError, ValueError) as exc:
             raise CorruptIndexError(
-                f"{directory}: unreadable index ({exc}); rebuild with {REBUILD}"
+                f"{directory}: unreadable index ({exc}); rebuild with {rebuild}"
             ) from exc
         if not index.ntotal == len(catalogue) == meta.count or index.d != meta.dim:
             raise CorruptIndexError(
                 f"{directory}: index holds {index.ntotal} x {index.d}, catalogue "
                 f"{len(catalogue)} rows, meta says {meta.count} x {meta.dim}; rebuild with "
-                + REBUILD
+                + rebuild
             )
-        return cls(directory, meta, index, catalogue)
+        return cls(directory, meta, index, catalogue, rebuild)
 
     def search(self, vector: np.ndarray, k: int) -> list[Neighbour]:
         """The ``k`` nearest songs to ``vector`` (L2-normalised, from this index's model)."""
@@ -235,7 +238,7 @@ class SongIndex:
         if q.shape[1] != self.meta.dim:
             raise StaleIndexError(
                 f"{self.directory}: the query vector has {q.shape[1]} dimensions, the index "
-                f"{self.meta.dim}; rebuild with {REBUILD}"
+                f"{self.meta.dim}; rebuild with {self.rebuild}"
             )
         k = min(int(k), self.meta.count)
         if hasattr(self.index, "hnsw"):  # HNSW returns at most efSearch good candidates
@@ -264,7 +267,11 @@ def _short(digest: str | None) -> str:
 
 
 def require_same_model(
-    meta: IndexMeta, directory: Path, version: str | None, weights_sha256: str | None
+    meta: IndexMeta,
+    directory: Path,
+    version: str | None,
+    weights_sha256: str | None,
+    rebuild: str = REBUILD,
 ) -> None:
     """Refuse to compare vectors from two models: raise :class:`StaleIndexError` on mismatch.
 
@@ -280,5 +287,5 @@ def require_same_model(
             if meta.version == version
             else ""
         )
-        + f"; vectors of two models are not comparable: rebuild with {REBUILD}"
+        + f"; vectors of two models are not comparable: rebuild with {rebuild}"
     )
