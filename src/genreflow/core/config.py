@@ -270,8 +270,11 @@ class SearchParams:
     """Similar-song search (:mod:`genreflow.similarity`), built by evaluate with the champion."""
 
     k: int = ranged(5, ">= 1")  # neighbours `genreflow similar` shows; the precision@k cutoff
-    index: Literal["flat", "hnsw"] = "flat"  # flat: exact cosine; hnsw: approximate
-    hnsw_m: int = ranged(32, ">= 2")  # HNSW graph degree (index: hnsw only)
+    # auto: exact up to a catalogue size measured by bench/bench_ann.py, approximate above
+    # it (genreflow.similarity.ann.choose_index_type); resolved at build time, and meta.json
+    # records the type built. flat: exact cosine; hnsw, ivf: approximate
+    index: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    hnsw_m: int = ranged(32, ">= 2")  # HNSW graph degree (index: hnsw, or auto choosing it)
 
 
 @dataclass(frozen=True)

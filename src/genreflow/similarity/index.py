@@ -3,41 +3,47 @@
 A directory (``Layout.similarity_index``) written in one atomic swap, holding:
 
 - ``index.faiss``: the song vectors in a faiss index. They are L2-normalised, so the inner
-  product is the cosine similarity, and ``IndexFlatIP`` is an exact cosine search. Exact
-  search is the default because this pipeline's corpora (hundreds to thousands of songs) are
-  searched in well under a millisecond; ``hnsw`` exists for a corpus that outgrows that
-  (``bench/bench_ann.py`` measures the trade-off).
+  product is the cosine similarity, and ``IndexFlatIP`` is an exact cosine search. Which
+  type a catalogue gets, how it is built and searched is :mod:`genreflow.similarity.ann`'s:
+  ``auto`` (the default) stays exact up to a size ``bench/bench_ann.py`` measured, and
+  becomes an approximate index above it.
 - ``catalogue.csv``: ``track_id, path, genre, split`` per vector, in index order.
 - ``meta.json``: the registered model and version, the SHA-256 of the weights that made the
   vectors, dim, count, index type, the manifest digest and its retrieval scores.
 
 The directory is a DVC output, so it holds content only: the same corpus embedded by the same
-weights gives the same bytes (no build time, no random logged-model id; an HNSW graph is
-built on one thread, :func:`faiss_index`). A vector is only comparable with vectors from the
-same model, so every query checks the version and the weights it embedded with against
-``meta.json`` (:func:`require_same_model`) and refuses a mismatch, naming the command that
-rebuilds the index.
+weights gives the same bytes (no build time, no random logged-model id; approximate indexes
+are built on one thread with a fixed seed, :func:`~genreflow.similarity.ann.faiss_index`).
+A vector is only comparable with vectors from the same model, so every query checks the
+version and the weights it embedded with against ``meta.json`` (:func:`require_same_model`)
+and refuses a mismatch, naming the command that rebuilds the index.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from genreflow.core.atomic import atomic_dir
 from genreflow.core.errors import GenreflowError
+from genreflow.similarity.ann import (  # noqa: F401 (IndexType, load_faiss: re-exported)
+    IndexType,
+    faiss_index,
+    load_faiss,
+    resolve_index_type,
+    tune_for_search,
+)
 
 INDEX_FILE = "index.faiss"
 CATALOGUE_FILE = "catalogue.csv"
 META_FILE = "meta.json"
 REBUILD = "`genreflow index` (or `dvc repro evaluate`)"
-IndexType = Literal["flat", "hnsw"]
 
 
 class SearchIndexError(GenreflowError, RuntimeError):
@@ -103,68 +109,37 @@ class Neighbour:
         return asdict(self)
 
 
-def load_faiss() -> Any:
-    """Import faiss without its loader's INFO lines (which CPU build it tried and skipped):
-    the CLI logs at INFO, and those lines would bury a one-line answer or error."""
-    import logging
-
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    import faiss
-
-    return faiss
-
-
-def faiss_index(vectors: np.ndarray, index_type: IndexType = "flat", hnsw_m: int = 32) -> Any:
-    """A faiss inner-product index holding ``vectors`` (rows L2-normalised: cosine)."""
-    faiss = load_faiss()
-
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"expected a non-empty (count, dim) array, got shape {x.shape}")
-    dim = x.shape[1]
-    if index_type == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif index_type == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-    else:
-        raise ValueError(f"unknown index type {index_type!r}; choose flat or hnsw")
-    _add_on_one_thread(faiss, index, x)
-    return index
-
-
-def _add_on_one_thread(faiss: Any, index: Any, x: np.ndarray) -> None:
-    """``index.add(x)`` on one OpenMP thread, then the caller's thread count again.
-
-    HNSW inserts in parallel, and which thread links a node first changes the graph, so a
-    multi-threaded build of the same vectors gives other bytes (the index is a DVC output).
-    One thread costs little at this pipeline's corpus sizes; a flat index is unaffected.
-    """
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        index.add(x)
-    finally:
-        faiss.omp_set_num_threads(threads)
-
-
 def write_index(
     directory: Path, meta: IndexMeta, vectors: np.ndarray | None, catalogue: pd.DataFrame | None
-) -> None:
+) -> IndexMeta:
     """Write meta, catalogue and index into ``directory`` in one atomic swap.
 
     With ``vectors=None`` (no champion to embed with) only ``meta.json`` is written: the
     directory exists (it is a DVC output) and a query says why it cannot search.
+    ``meta.index_type`` ``auto`` is resolved by the vector count (:func:`resolved_meta`), so
+    ``meta.json`` names the type a query searches. Returns the meta written.
     """
     faiss = load_faiss()
 
+    count = 0 if vectors is None else len(vectors)
+    meta = resolved_meta(meta, count)
     with atomic_dir(Path(directory)) as tmp:
         if vectors is not None and catalogue is not None:
             if len(catalogue) != len(vectors):
                 raise ValueError(f"{len(vectors)} vectors but {len(catalogue)} catalogue rows")
-            index = faiss_index(vectors, meta.index_type, meta.hnsw_m or 32)  # type: ignore[arg-type]
+            index = faiss_index(vectors, meta.index_type, meta.hnsw_m or 32)
             faiss.write_index(index, str(tmp / INDEX_FILE))
             catalogue.to_csv(tmp / CATALOGUE_FILE, index=False)
         (tmp / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+    return meta
+
+
+def resolved_meta(meta: IndexMeta, count: int) -> IndexMeta:
+    """``meta`` with a concrete index type for ``count`` vectors (``auto`` chosen by size);
+    ``hnsw_m`` kept only for HNSW (32 when an ``auto`` HNSW had none)."""
+    kind = resolve_index_type(meta.index_type, count)
+    hnsw_m = (meta.hnsw_m or 32) if kind == "hnsw" else None
+    return replace(meta, index_type=kind, hnsw_m=hnsw_m)
 
 
 def index_digest(directory: Path) -> str | None:
@@ -241,8 +216,7 @@ class SongIndex:
                 f"{self.meta.dim}; rebuild with {self.rebuild}"
             )
         k = min(int(k), self.meta.count)
-        if hasattr(self.index, "hnsw"):  # HNSW returns at most efSearch good candidates
-            self.index.hnsw.efSearch = max(self.index.hnsw.efSearch, 2 * k)
+        tune_for_search(self.index, k)  # efSearch / nprobe of an approximate index
         sims, ids = self.index.search(q, k)
         out: list[Neighbour] = []
         for sim, i in zip(sims[0], ids[0], strict=True):
