@@ -295,16 +295,21 @@ def predict(
     summary = []
 
     def go() -> None:
-        from genreflow.core.champion_uri import champion_uri
+        from genreflow.core.champion_uri import champion_of
         from genreflow.core.paths import Layout
-        from genreflow.serving.predict import load_served_model, run_predict
-        from genreflow.tracking.store import set_tracking
+        from genreflow.serving.predict import load_champion_model, load_served_model, run_predict
 
         layout = Layout.from_root(root)
-        uri = model_uri
-        if uri is None:
-            uri = champion_uri(name or _context(root)[1].tracking.registered_model)
-        served = load_served_model(uri, set_tracking(layout))
+        if model_uri is not None:
+            registered = champion_of(model_uri)
+        else:
+            registered = name or _context(root)[1].tracking.registered_model
+        if registered is not None:  # a champion: its verified local copy when current
+            served = load_champion_model(layout, registered)
+        else:  # any other logged model: through MLflow
+            from genreflow.tracking.store import set_tracking
+
+            served = load_served_model(model_uri, set_tracking(layout))
         summary.append(run_predict(served, paths, as_json=as_json, top=top, quiet=quiet))
 
     run_stage("predict", go)

@@ -18,3 +18,12 @@ def champion_uri(registered_model: str) -> str:
 def is_champion_uri(model_uri: str) -> bool:
     """Whether ``model_uri`` names some registered model's champion by its alias."""
     return model_uri.startswith("models:/") and model_uri.endswith(f"@{CHAMPION_ALIAS}")
+
+
+def champion_of(model_uri: str) -> str | None:
+    """The registered model whose champion ``model_uri`` names (``models:/NAME@champion``),
+    else ``None``."""
+    if not is_champion_uri(model_uri):
+        return None
+    name = model_uri[len("models:/") : -len(f"@{CHAMPION_ALIAS}")]
+    return name if name and "/" not in name and "@" not in name else None

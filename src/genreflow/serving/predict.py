@@ -23,7 +23,7 @@ import math
 import os
 import sys
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -32,6 +32,7 @@ from genreflow.core.champion_uri import is_champion_uri
 from genreflow.core.errors import GenreflowError
 
 if TYPE_CHECKING:  # torch and mlflow load when a prediction is asked for
+    from genreflow.core.paths import Layout
     from genreflow.serving.served import Analysis, ServedModel
 
 AUDIO_SUFFIXES = frozenset({".wav", ".au", ".flac", ".ogg", ".mp3", ".aiff", ".aif"})
@@ -121,17 +122,25 @@ def _hint(model_uri: str) -> str:
 
 def load_served_model(model_uri: str, tracking_uri: str) -> ServedModel:
     """:meth:`ServedModel.load` with failures turned into one :class:`ModelLoadError` line."""
-    from mlflow.exceptions import MlflowException
-
     from genreflow.serving.served import ServedModel
 
+    return _load_or_explain(model_uri, tracking_uri, lambda: ServedModel.load(model_uri))
+
+
+def _load_or_explain(
+    model_uri: str, tracking_uri: str, load: Callable[[], ServedModel]
+) -> ServedModel:
+    """``load()``, with a missing store and MLflow's failures as one :class:`ModelLoadError`
+    line naming ``model_uri`` and what to run."""
     db = _store_missing(model_uri, tracking_uri)
     if db is not None:
         raise ModelLoadError(
             f"cannot load {model_uri}: no MLflow store at {db}. {_hint(model_uri)}"
         )
+    from mlflow.exceptions import MlflowException
+
     try:
-        return ServedModel.load(model_uri)
+        return load()
     except (GenreflowError, MlflowException, OSError, ValueError) as exc:
         text = str(exc).strip().removeprefix(f"{model_uri}: ")
         reason = text.splitlines()[0].rstrip(".") if text else type(exc).__name__
@@ -139,6 +148,22 @@ def load_served_model(model_uri: str, tracking_uri: str) -> ServedModel:
         # message already says what to do) does not
         hint = f" {_hint(model_uri)}" if isinstance(exc, MlflowException | OSError) else ""
         raise ModelLoadError(f"cannot load {model_uri}: {reason}.{hint}") from exc
+
+
+def load_champion_model(layout: Layout, registered_model: str) -> ServedModel:
+    """The champion of ``registered_model``, from the verified local copy when it is current
+    (no MLflow import: :mod:`genreflow.serving.fast_champion`), else through MLflow (which
+    refreshes the copy), with failures turned into one :class:`ModelLoadError` line."""
+    from genreflow.core.champion_uri import champion_uri
+    from genreflow.serving.fast_champion import cached_champion, refresh_champion, registry_uri
+
+    served = cached_champion(layout, registered_model)
+    if served is not None:
+        return served
+    uri = champion_uri(registered_model)
+    return _load_or_explain(
+        uri, registry_uri(layout), lambda: refresh_champion(layout, registered_model)
+    )
 
 
 def analyse(served: ServedModel, path: Path) -> Analysis:
