@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from genreflow.core.atomic import atomic_dir
 from genreflow.core.config import ExcerptParams, FeatureParams, to_dict
 from genreflow.core.hashing import file_sha256
 from genreflow.core.paths import Layout
+from genreflow.core.progress import progress_bar
 from genreflow.features.excerpts import (
     EXCERPT_COLUMNS,
     EXCERPTS_FILE,
@@ -281,7 +281,7 @@ def _write_store(
         CsvAppender(directory / INDEX_FILE, INDEX_COLUMNS) as index,
         CsvAppender(directory / EXCERPTS_FILE, EXCERPT_COLUMNS) as table,
     ):
-        bar = tqdm(
+        bar = progress_bar(
             stream, total=len(paths), desc="spectrogramize", unit="clip", disable=not progress
         )
         for track, made in zip(manifest.itertuples(index=False), bar, strict=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tqdm import tqdm
+from genreflow.core.progress import progress_bar
 
 
 def served_correctness(
@@ -23,7 +23,7 @@ def served_correctness(
     served = ServedModel.load(model_uri)
     correct: list[bool] = []
     failed: list[str] = []
-    for path, truth in tqdm(
+    for path, truth in progress_bar(
         list(zip(paths, genres, strict=True)),
         desc="re-score champion",
         unit="clip",

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from genreflow.audio import read_audio
 from genreflow.core.config import RobustnessParams
+from genreflow.core.progress import progress_bar
 from genreflow.robustness.perturb import Perturbation, perturbations
 
 if TYPE_CHECKING:  # torch loads when a model is scored
@@ -281,7 +281,7 @@ def score_models(
     tallies = {name: _Tally([p.name for p in perts]) for name in models}
     with (
         tempfile.TemporaryDirectory(prefix="genreflow-robust-") as tmp,
-        tqdm(total=len(chosen), desc=desc, unit="clip", disable=not progress) as bar,
+        progress_bar(total=len(chosen), desc=desc, unit="clip", disable=not progress) as bar,
     ):
         for i in chosen:
             variants = _variants(Path(paths[i]), perts, Path(tmp), seed, decoders, on_file)

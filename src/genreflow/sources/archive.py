@@ -25,6 +25,7 @@ from typing import IO, Literal
 from tqdm import tqdm
 
 from genreflow.core.errors import GenreflowError
+from genreflow.core.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def safe_extract(archive: Path, dest: Path, max_bytes: int, progress: bool = Tru
     kind = archive_kind(archive)
     dest.mkdir(parents=True, exist_ok=True)
     budget = _Budget(archive, max_bytes)
-    with tqdm(
+    with progress_bar(
         desc=f"extract {archive.name}", unit="B", unit_scale=True, disable=not progress
     ) as bar:
         try:

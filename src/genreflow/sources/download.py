@@ -33,10 +33,9 @@ from email.message import Message
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from tqdm import tqdm
-
 from genreflow.core.errors import GenreflowError
 from genreflow.core.hashing import file_sha256
+from genreflow.core.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +171,7 @@ def _attempt(url: str, part: Path, meta: Path, timeout_s: float, progress: bool)
 
         with (
             open(part, mode) as fh,
-            tqdm(
+            progress_bar(
                 total=total,
                 initial=offset,
                 desc=f"download {part.name[: -len('.part')]}",

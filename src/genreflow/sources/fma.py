@@ -27,8 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
+from genreflow.core.progress import progress_bar
 from genreflow.sources.fma_files import (
     AudioSource,
     UnreadableMemberError,
@@ -115,7 +114,9 @@ def _copy(
 ) -> tuple[dict[str, str], list[Exclusion]]:
     splits: dict[str, str] = {}
     unreadable: list[Exclusion] = []
-    for tid in tqdm(sorted(found), desc=f"copy {folder}", unit="file", disable=not progress):
+    for tid in progress_bar(
+        sorted(found), desc=f"copy {folder}", unit="file", disable=not progress
+    ):
         label, split = sel.wanted[tid]
         target = out_dir / "genres" / label / f"{tid:06d}.mp3"
         target.parent.mkdir(parents=True, exist_ok=True)

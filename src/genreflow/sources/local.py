@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tqdm import tqdm
-
 from genreflow.core.errors import GenreflowError
+from genreflow.core.progress import progress_bar
 from genreflow.sources.archive import archive_kind, safe_extract
 
 log = logging.getLogger(__name__)
@@ -176,7 +175,7 @@ def resolve_source_path(path: str, root: Path) -> Path:
 
 def _place(items: list[tuple[str, Path]], out_dir: Path, move: bool, progress: bool) -> list[Path]:
     written: list[Path] = []
-    for genre, src in tqdm(items, desc="copy audio", unit="file", disable=not progress):
+    for genre, src in progress_bar(items, desc="copy audio", unit="file", disable=not progress):
         target = out_dir / "genres" / genre / src.name
         target.parent.mkdir(parents=True, exist_ok=True)
         if move:  # only for our own temporary extraction, never the user's files

@@ -16,9 +16,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
-from tqdm import tqdm
-
 from genreflow.core.hashing import file_sha256
+from genreflow.core.progress import progress_bar
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("path", "genre", "track_id", "bytes", "sha256")
 #: The optional last column: the split a source ships (train / val / test).
@@ -56,7 +55,7 @@ def scan_raw_dir(raw_dir: Path, rel_prefix: str, progress: bool = True) -> list[
                     files.append((genre_dir.name, f))
     prefix = rel_prefix.strip("/")
     rows: list[ManifestRow] = []
-    for genre, f in tqdm(files, desc="hash raw files", unit="file", disable=not progress):
+    for genre, f in progress_bar(files, desc="hash raw files", unit="file", disable=not progress):
         rel = f.relative_to(raw_dir).as_posix()
         rows.append(
             ManifestRow(

@@ -38,10 +38,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from genreflow.core.config import TrainParams, to_dict
 from genreflow.core.numerics import RECIPE_KEYS, numeric_environment
+from genreflow.core.progress import progress_bar
 from genreflow.features.store import FeatureStore
 from genreflow.training.augment import augment_batch, mixup, one_hot
 from genreflow.training.batches import RowView, SplitSource, open_splits
@@ -569,7 +569,7 @@ def _run_epochs(
 ) -> None:
     """Train the epochs left after ``state.epoch``, until the last one or early stopping."""
     params = trainer.params
-    bar = tqdm(
+    bar = progress_bar(
         total=params.epochs,
         initial=state.epoch,
         desc=f"train {params.arch}",

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from genreflow.audio import AudioDecodeError, open_audio, read_blocks, to_mono
 from genreflow.core.hashing import file_sha256
+from genreflow.core.progress import progress_bar
 from genreflow.sources.manifest import MANIFEST_COLUMNS
 from genreflow.validation.container import truncation_reason
 
@@ -254,7 +254,9 @@ def decode_table(
         jobs.append((str(Path(root) / rel), str(rel), expected, max_duration_s))
 
     results: list[dict[str, Any] | None] = [None] * len(jobs)
-    bar = tqdm(total=len(jobs), desc="validate: decoding", unit="file", disable=not progress)
+    bar = progress_bar(
+        total=len(jobs), desc="validate: decoding", unit="file", disable=not progress
+    )
     try:
         if workers <= 1 or len(jobs) <= 1:
             for i, job in enumerate(jobs):

@@ -22,10 +22,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from genreflow.core.atomic import atomic_path
 from genreflow.core.config import GTZAN_GENRES, SyntheticParams
+from genreflow.core.progress import progress_bar
 from genreflow.sources.synthetic.arrange import Arranger, draw_plan
 from genreflow.sources.synthetic.mix import master, mix_buses
 
@@ -110,7 +110,7 @@ def generate_corpus(
     jobs = [(g, i) for g in genres for i in range(params.clips_per_genre)]
     for g in genres:
         (out_dir / "genres" / g).mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=len(jobs), desc="synthesise", unit="clip", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc="synthesise", unit="clip", disable=not progress)
     paths: list[Path] = []
     try:
         if workers <= 1:
