@@ -12,9 +12,7 @@ traceback, and Ctrl-C is ``interrupted`` and exit 130 (what shells and CI expect
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -444,14 +442,15 @@ def ui(
 ) -> None:
     """Open the MLflow UI on this repository's tracking store (mlflow.db).
 
-    Prints the direct link to the project experiment's runs table, because the UI opens in
-    its GenAI view, where training runs are easy to miss.
+    Serves it through the project's MLflow app (``tracking/ui_app.py``), so a browser opens
+    in the "Model training" view (MLflow 3.17 defaults to GenAI, where training runs are easy
+    to miss), and prints the direct link to the project experiment's runs table.
     """
     from genreflow.core.config import load_params
     from genreflow.core.errors import GenreflowError
     from genreflow.core.paths import Layout
     from genreflow.tracking.store import resolve_tracking_uri
-    from genreflow.tracking.ui_links import ui_banner
+    from genreflow.tracking.ui_links import ui_banner, ui_command
 
     layout = Layout.from_root(root)
     uri = resolve_tracking_uri(layout.root)
@@ -459,8 +458,7 @@ def ui(
         experiment: str | None = load_params(layout.params).tracking.experiment
     except GenreflowError:  # the UI still opens; the banner says why there is no link
         experiment = None
-    mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    cmd = [mlflow_bin, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    cmd = ui_command(uri, host, port)
     for line in ui_banner(host, port, uri, experiment):
         typer.echo(line)
     raise SystemExit(subprocess.call(cmd, cwd=layout.root))

@@ -1,10 +1,12 @@
 """The MLflow UI (3.17) shows what the README promises, checked in a real browser.
 
 A tiny pipeline's store (two trained runs, two registered versions, a ``champion``: a copy of
-the session's ``trained_tiny``) is served by ``mlflow ui`` on a free loopback port
-and driven with playwright through Debian's Chromium. Why a browser: the UI is a JavaScript
-app, so only a browser shows whether the links ``genreflow ui`` prints, the **Compare** button
-and the model page's alias still work after an MLflow upgrade.
+the session's ``trained_tiny``) is served by the command ``genreflow ui`` runs (``mlflow ui``
+with the project's app plugin) on a free loopback port and driven with playwright through
+Debian's Chromium, a fresh browser profile per test. Why a browser: the UI is a JavaScript app
+whose view (GenAI or "Model training") is chosen in the browser, so only a browser shows
+whether the experiment opens on its runs table, whether the links ``genreflow ui`` prints, the
+**Compare** button and the model page's alias still work after an MLflow upgrade.
 
 Screenshots go to a temporary directory; with ``GENREFLOW_UPDATE_SCREENSHOTS=1`` they are also
 copied to ``reports/ui/`` (the committed ones the README shows), so ordinary runs never rewrite
@@ -24,7 +26,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -144,12 +145,17 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def server(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``mlflow ui`` on the store, on a free loopback port, until the module's tests end."""
+    """The server ``genreflow ui`` runs (``mlflow ui`` with the project's app plugin) on the
+    store, on a free loopback port, until the module's tests end."""
+    from genreflow.tracking.ui_app import APP_NAME
+    from genreflow.tracking.ui_links import app_installed, ui_command
+
+    # without the entry point genreflow ui falls back to plain mlflow ui (GenAI first)
+    assert app_installed(), "the mlflow.app entry point is not installed: run `make install`"
     port = _free_port()
     log = tmp_path_factory.mktemp("mlflow-ui") / "server.log"
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    cmd = [str(mlflow_bin), "ui", "--backend-store-uri", store.uri]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    cmd = ui_command(store.uri, "127.0.0.1", port)
+    assert cmd[-2:] == ["--app-name", APP_NAME]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd,
@@ -237,16 +243,25 @@ def _close_assistant(page) -> None:
     raise AssertionError("the MLflow Assistant panel did not close")
 
 
-def _ensure_model_training(page) -> None:
-    """Switch the UI to "Model training" if it shows its GenAI view (heading "Training runs")."""
+GENAI_ONLY_NAV = ("Overview", "Sessions", "Judges", "Evaluation runs")  # 3.17's GenAI sidebar
+
+
+def _expect_model_training_runs_table(page, store: Store) -> None:
+    """The "Model training" runs table with both runs, and none of the GenAI view's marks:
+    heading "Runs" (GenAI calls its table "Training runs"), the table's column headers, each
+    run by name, the sidebar's "Runs" and no GenAI-only sidebar entry."""
     from playwright.sync_api import expect
 
-    genai_heading = page.get_by_role("heading", name="Training runs", exact=True)
-    runs_heading = page.get_by_role("heading", name="Runs", exact=True)
-    expect(genai_heading.or_(runs_heading)).to_be_visible()
-    if genai_heading.is_visible():
-        page.get_by_role("button", name="Model training", exact=True).click()
-    expect(runs_heading).to_be_visible()
+    expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible()
+    for column in ("Run Name", "Created", "Dataset"):
+        expect(page.get_by_role("columnheader", name=column, exact=True).first).to_be_visible()
+    for name in store.runs:
+        expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
+    nav = page.locator("nav")
+    expect(nav.get_by_role("link", name="Runs", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name="Training runs", exact=True)).to_have_count(0)
+    for entry in GENAI_ONLY_NAV:
+        expect(nav.get_by_role("link", name=entry, exact=True)).to_have_count(0)
 
 
 def _printed_runs_link(store: Store, server: Server) -> str:
@@ -267,11 +282,8 @@ def test_printed_link_opens_the_runs_table_with_both_runs_and_their_dataset(
     link = _printed_runs_link(store, server)
     assert link.startswith(f"{server.base}/#/experiments/{store.experiment_id}/runs")
     page.goto(link)
-    # the link asks for the "Model training" view: heading "Runs", not GenAI's "Training runs"
-    expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible()
+    _expect_model_training_runs_table(page, store)
     _close_assistant(page)
-    for name in store.runs:
-        expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
     # the Dataset column: the validated manifest, by name and digest, on each run's row
     dataset = page.get_by_test_id("open-dataset-drawer")
     expect(dataset).to_have_count(len(store.runs))
@@ -279,19 +291,46 @@ def test_printed_link_opens_the_runs_table_with_both_runs_and_their_dataset(
     page.screenshot(path=str(shots / "runs.png"))
 
 
-def test_plain_runs_page_switches_from_genai_to_model_training(
-    page, store: Store, server: Server
+def test_plain_experiment_url_opens_the_model_training_runs_table(
+    page, store: Store, server: Server, shots: Path
 ) -> None:
-    """What the README tells people to do when the UI opens in its GenAI view."""
+    """What a person gets by clicking the experiment in a browser that never chose a view:
+    ``#/experiments/<id>``, no ``workflowType`` query (MLflow 3.17 alone opens GenAI here)."""
+    page.goto(f"{server.base}/#/experiments/{store.experiment_id}")
+    _expect_model_training_runs_table(page, store)
+    assert "workflowType=genai" not in page.url
+    _close_assistant(page)
+    page.screenshot(path=str(shots / "experiment.png"))
+
+
+def test_a_person_who_picks_genai_keeps_it(page, store: Store, server: Server) -> None:
+    """The default is only a default: the toggle still works, and the browser keeps GenAI."""
     from playwright.sync_api import expect
 
-    from genreflow.tracking.ui_links import MODEL_TRAINING_QUERY, runs_url
+    from genreflow.tracking.ui_app import WORKFLOW_STORAGE_KEY
 
-    page.goto(runs_url(server.base, store.experiment_id, model_training=False))
-    _ensure_model_training(page)
-    assert MODEL_TRAINING_QUERY in page.url  # the view the printed link asks for
-    for name in store.runs:
-        expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
+    page.goto(f"{server.base}/#/experiments/{store.experiment_id}")
+    expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible()
+    page.get_by_role("button", name="GenAI", exact=True).click()
+    page.wait_for_url(re.compile(r".*workflowType=genai.*"))
+    assert page.evaluate(f"localStorage.getItem({json.dumps(WORKFLOW_STORAGE_KEY)})") == '"genai"'
+
+    page.goto(f"{server.base}/#/experiments/{store.experiment_id}")
+    page.reload()  # the index page again, with its default script: it must not overrule
+    nav = page.locator("nav")
+    for entry in GENAI_ONLY_NAV:
+        expect(nav.get_by_role("link", name=entry, exact=True)).to_be_visible()
+    expect(nav.get_by_role("link", name="Runs", exact=True)).to_have_count(0)
+
+
+def test_experiment_states_its_kind(store: Store) -> None:
+    """The store side: the project experiment says it is a model-training one."""
+    from mlflow.tracking import MlflowClient
+
+    from genreflow.tracking.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+
+    experiment = MlflowClient(tracking_uri=store.uri).get_experiment(store.experiment_id)
+    assert experiment.tags.get(EXPERIMENT_KIND_TAG) == EXPERIMENT_KIND
 
 
 def test_compare_button_opens_the_comparison_of_both_runs(
@@ -302,7 +341,7 @@ def test_compare_button_opens_the_comparison_of_both_runs(
     from genreflow.tracking.ui_links import runs_url
 
     page.goto(runs_url(server.base, store.experiment_id))
-    _ensure_model_training(page)
+    expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible()
     _close_assistant(page)
     expect(page.get_by_role("link", name=next(iter(store.runs)), exact=True)).to_be_visible()
     page.get_by_role("checkbox", name="Select all runs").check()

@@ -1,4 +1,5 @@
-"""``genreflow ui``: the direct runs link it prints, and the plain URL when there is none.
+"""``genreflow ui``: the command it runs, the direct runs link it prints, and the plain URL when
+there is none.
 
 No browser here (``test_mlflow_ui.py`` opens these links in one); the server is not started:
 ``subprocess.call`` is replaced, so only what the command prints and would run is checked.
@@ -12,6 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from genreflow.cli import app
+from genreflow.tracking.ui_app import (
+    APP_NAME,
+    DEFAULT_VIEW_SCRIPT,
+    WORKFLOW_STORAGE_KEY,
+    with_default_view,
+)
+from genreflow.tracking.ui_links import DEFAULT_VIEW_NOTE
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +60,22 @@ def test_prints_the_runs_link_of_the_project_experiment(
     output, cmd = _invoke(monkeypatch, root, "--port", "5123")
     link = f"http://127.0.0.1:5123/#/experiments/{exp_id}/runs?workflowType=machine_learning"
     assert f"Runs of experiment 'genreflow': {link}" in output
-    assert '"Model training"' in output and "GenAI" in output
-    assert cmd[1:] == ["ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", "5123"]
+    # served through the app plugin, so it opens there: no "switch by hand" any more
+    assert DEFAULT_VIEW_NOTE in output and "switch to" not in output
+    expected = ["ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", "5123"]
+    assert cmd[1:] == [*expected, "--app-name", APP_NAME]
+    assert Path(cmd[0]).name == "mlflow"
+
+
+def test_the_index_page_gets_the_default_view_script_first() -> None:
+    """The script runs before MLflow's deferred bundle, and only sets an absent choice."""
+    page = '<!doctype html><html lang="en"><head><meta charset="utf-8"/><script defer src="m.js">'
+    served = with_default_view(page)
+    assert served.startswith('<!doctype html><html lang="en"><head><script>')
+    assert served.index(DEFAULT_VIEW_SCRIPT) < served.index('src="m.js"')
+    assert "localStorage.getItem(k)===null" in DEFAULT_VIEW_SCRIPT
+    assert f'"{WORKFLOW_STORAGE_KEY}"' in DEFAULT_VIEW_SCRIPT
+    assert with_default_view("<p>x</p>") == DEFAULT_VIEW_SCRIPT + "<p>x</p>"
 
 
 def test_without_a_store_prints_the_plain_url_and_creates_nothing(

@@ -32,6 +32,14 @@ ARTIFACT_DIR = "mlruns"
 
 _NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "git")
 
+# MLflow's declaration of what an experiment is for (its demo data sets "genai_development";
+# classic training is "custom_model_development", the UI's "Machine learning"). The 3.17 UI
+# does not pick its view from it (a browser-side choice does; see tracking/ui_app.py, which
+# ``genreflow ui`` serves), but its experiment-kind selector and UIs with the workflow switch
+# off read it, so the project experiment states it rather than leaving the UI to guess.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
 
 def tracking_root(root: Path) -> Path:
     """The repository whose ``mlflow.db`` should receive runs started from ``root``.
@@ -100,8 +108,9 @@ def set_tracking(layout: Layout) -> str:
 def configure_mlflow(layout: Layout, experiment: str) -> str:
     """Point MLflow at this repository's store and select the project experiment.
 
-    A missing ``mlflow.db`` is created (with its tables) here, never at import. Returns the
-    tracking URI in use. Safe to call more than once.
+    A missing ``mlflow.db`` is created (with its tables) here, never at import; the experiment
+    carries :data:`EXPERIMENT_KIND_TAG`, an existing one gets it on its next run. Returns the
+    tracking URI in use. Safe to call more than once: the tag is written only when it differs.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -112,11 +121,19 @@ def configure_mlflow(layout: Layout, experiment: str) -> str:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         try:
-            client.create_experiment(experiment, artifact_location=default_artifact_location(uri))
+            client.create_experiment(
+                experiment,
+                artifact_location=default_artifact_location(uri),
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            )
         except MlflowException:  # created concurrently by another process
-            if client.get_experiment_by_name(experiment) is None:
+            exp = client.get_experiment_by_name(experiment)
+            if exp is None:
                 raise
     elif exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
+    if exp is not None and exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        # an experiment made before the tag existed: tagged here, on its next run or command
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     mlflow.set_experiment(experiment)
     return uri

@@ -1,10 +1,14 @@
-"""Direct links into the MLflow UI (3.17) for ``genreflow ui`` and the UI test.
+"""Direct links into the MLflow UI (3.17) for ``genreflow ui`` and the UI test, and the command
+that serves it.
 
-Why: the UI opens on its GenAI view, where a training project's runs are not shown; people
-looked for them under the wrong tab. ``genreflow ui`` therefore prints the runs table of the
-project experiment (``#/experiments/<id>/runs``, asking for the "Model training" view) and
-how to switch the view by hand, and the browser
-test (``tests/ui``) opens the very same links, so a UI upgrade that moves them fails there.
+Why: MLflow 3.17's UI opens on its GenAI view, where a training project's runs are not shown;
+people looked for them under the wrong tab. ``genreflow ui`` therefore serves the UI through
+the project's MLflow app plugin (:mod:`genreflow.tracking.ui_app`), which makes "Model
+training" the view a browser opens with until its user picks another; it also prints the
+runs table of the project experiment (``#/experiments/<id>/runs``, asking for that view in
+its query too, so the link works even in a browser that chose GenAI before). The browser test
+(``tests/ui``) starts the server with the same command and opens the same links, so a UI
+upgrade that moves them fails there.
 
 The experiment id is looked up only in a SQLite store that already exists: opening a missing
 one would create an empty ``mlflow.db``, and a remote server may be down (MLflow then retries
@@ -15,9 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
 
 from genreflow.tracking.store import quiet_mlflow, sqlite_path
+from genreflow.tracking.ui_app import APP_NAME
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +34,38 @@ MODEL_TRAINING = "Model training"  # the UI's label for the classic (non-GenAI) 
 # The query the "Model training" toggle adds to the runs page's URL (3.17); a link carrying it
 # opens that view directly. An older or newer UI ignores an unknown query, so it is harmless.
 MODEL_TRAINING_QUERY = "workflowType=machine_learning"
+DEFAULT_VIEW_NOTE = (
+    f'It opens in "{MODEL_TRAINING}" (the runs table; its Dataset column names the validated '
+    "manifest each run trained on); the toggle at the top left switches to GenAI, and your "
+    "browser keeps the view you pick."
+)
+# Only when the plugin is missing (an install older than its entry point): the UI then opens
+# in GenAI, as plain ``mlflow ui`` does.
 SWITCH_HINT = (
     f'The UI opens in its GenAI view: switch to "{MODEL_TRAINING}" with the toggle at the top '
-    "left to see the runs table (its Dataset column names the validated manifest each run "
-    "trained on)."
+    "left to see the runs table, or run `make install` so that `genreflow ui` opens it there."
 )
+
+
+def app_installed() -> bool:
+    """Whether MLflow can find the project's app plugin (``mlflow ui --app-name genreflow``).
+
+    It is an entry point, so it exists only once the package is (re)installed; without it
+    ``mlflow ui`` would refuse the ``--app-name`` and not start at all.
+    """
+    return any(ep.name == APP_NAME for ep in entry_points(group="mlflow.app"))
+
+
+def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
+    """The ``mlflow ui`` command ``genreflow ui`` runs (and the browser test starts)."""
+    # this environment's mlflow first: only it sees genreflow's entry point
+    sibling = Path(sys.executable).with_name("mlflow")
+    mlflow_bin = str(sibling) if sibling.is_file() else (shutil.which("mlflow") or str(sibling))
+    cmd = [mlflow_bin, "ui", "--backend-store-uri", tracking_uri]
+    cmd += ["--host", host, "--port", str(port)]
+    if app_installed():
+        cmd += ["--app-name", APP_NAME]
+    return cmd
 
 
 def base_url(host: str, port: int) -> str:
@@ -94,5 +130,5 @@ def ui_banner(host: str, port: int, tracking_uri: str, experiment: str | None) -
         lines.append(f"Runs of experiment {experiment!r}: {runs_url(base, exp_id)}")
     else:
         lines.append(f"No direct runs link: {why}. Open {base}/ instead.")
-    lines.append(SWITCH_HINT)
+    lines.append(DEFAULT_VIEW_NOTE if app_installed() else SWITCH_HINT)
     return lines
