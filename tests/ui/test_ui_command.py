@@ -20,6 +20,7 @@ from genreflow.tracking.ui_app import (
     with_default_view,
 )
 from genreflow.tracking.ui_links import DEFAULT_VIEW_NOTE
+from support.tiny import pointed_at
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +101,36 @@ def test_store_without_the_experiment_says_so(
     output, _ = _invoke(monkeypatch, root)
     assert "the store has no experiment 'genreflow' yet" in output
     assert "Open http://127.0.0.1:5000/ instead" in output
+
+
+def test_the_project_experiment_states_its_kind_new_or_old(
+    tiny, tmp_path: Path, tmp_path_factory, monkeypatch
+) -> None:
+    """configure_mlflow tags a new experiment, and an existing one that lacks the tag (a store
+    written before the tag existed), and writes nothing more on later calls."""
+    from mlflow.tracking import MlflowClient
+
+    from genreflow.core.paths import Layout
+    from genreflow.tracking.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, configure_mlflow
+
+    root = _repo(tmp_path / "repo")
+    uri = tiny.use_tracking_db(monkeypatch, root, tmp_path_factory)
+    client = MlflowClient(tracking_uri=uri)
+    old = client.create_experiment("older")  # as every store held it before
+    assert EXPERIMENT_KIND_TAG not in client.get_experiment(old).tags
+    writes: list[str] = []
+    real_set = MlflowClient.set_experiment_tag
+
+    def counted(self, experiment_id, key, value):  # the real write, counted
+        writes.append(experiment_id)
+        return real_set(self, experiment_id, key, value)
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", counted)
+    with pointed_at(uri):
+        for name in ("older", "genreflow", "older", "genreflow"):
+            configure_mlflow(Layout.from_root(root), name)
+    new = client.get_experiment_by_name("genreflow")
+    assert new is not None
+    for exp_id in (old, new.experiment_id):
+        assert client.get_experiment(exp_id).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    assert writes == [old]  # the new one was created with it; the repeats wrote nothing
