@@ -35,7 +35,7 @@ MODEL_TRAINING = "Model training"  # the UI's label for the classic (non-GenAI) 
 # opens that view directly. An older or newer UI ignores an unknown query, so it is harmless.
 MODEL_TRAINING_QUERY = "workflowType=machine_learning"
 DEFAULT_VIEW_NOTE = (
-    f'It opens in "{MODEL_TRAINING}" (the runs table; its Dataset column names the validated '
+    f'The UI opens in "{MODEL_TRAINING}" (the runs table; its Dataset column names the validated '
     "manifest each run trained on); the toggle at the top left switches to GenAI, and your "
     "browser keeps the view you pick."
 )
