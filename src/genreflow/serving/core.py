@@ -202,9 +202,16 @@ def inference_classifier(classifier: nn.Module) -> nn.Module:
     import copy
 
     fast = copy.deepcopy(classifier).to(device="cpu", memory_format=torch.contiguous_format)
-    fast.eval()
-    _fold_and_swap(fast)
-    return fast
+    return serving_structure(fast)
+
+
+def serving_structure(classifier: nn.Module) -> nn.Module:
+    """In place: ``classifier`` in eval mode with :func:`inference_classifier`'s structure
+    (BatchNorm folded, fast pools). On the meta device it gives the shapes of an exported
+    model's modules without computing any value (the fast champion loads values into it)."""
+    classifier.eval()
+    _fold_and_swap(classifier)
+    return classifier
 
 
 def channels_last_weights(module: nn.Module) -> nn.Module:

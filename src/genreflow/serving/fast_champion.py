@@ -406,7 +406,7 @@ def _served_from_payload(payload: dict[str, Any], record: RegisteredVersion) -> 
         SegmentCore,
         WaveformGenreModel,
         channels_last_weights,
-        inference_classifier,
+        serving_structure,
     )
     from genreflow.serving.served import ServedModel
 
@@ -415,10 +415,12 @@ def _served_from_payload(payload: dict[str, Any], record: RegisteredVersion) -> 
     train = from_dict(TrainParams, payload["train_params"], "copy.train_params")
     features = from_dict(FeatureParams, payload["feature_params"], "copy.feature_params")
     genres = list(payload["genres"])
+    # The structure inference_classifier exported (BatchNorm folded, fast pools), built in
+    # place: every value comes from the copy. (Not on the meta device: its first use in a
+    # process costs seconds of imports.)
     classifier = build_classifier(train, features.n_mels, features.segment_frames, len(genres))
-    model = WaveformGenreModel(
-        LogMelFrontend(features), inference_classifier(classifier), features, genres
-    )
+    serving_structure(classifier)
+    model = WaveformGenreModel(LogMelFrontend(features), classifier, features, genres)
     core = SegmentCore(model).eval()
     try:
         core.load_state_dict(payload["state_dict"], strict=True)

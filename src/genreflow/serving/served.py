@@ -287,6 +287,9 @@ class ServedModel:
         import numpy as np
         import torch
 
+        from genreflow.serving.runtime import retain_freed_memory
+
+        retain_freed_memory()  # activations stay mapped between calls; values unchanged
         logit_sum = np.zeros(len(self.genres), dtype=np.float64)
         embedding_sum = np.zeros(self.embedding_dim, dtype=np.float64)
         count = 0
@@ -310,6 +313,9 @@ class ServedModel:
         import numpy as np
         import torch
 
+        from genreflow.serving.runtime import retain_freed_memory
+
+        retain_freed_memory()
         with torch.inference_mode():
             wave = torch.from_numpy(np.stack([w.wave for w in windows]).astype(np.float32))
             logits, embedding = self.core(wave)
