@@ -34,11 +34,11 @@ IndexType = Literal["flat", "hnsw", "ivf"]
 INDEX_TYPES: tuple[str, ...] = ("flat", "hnsw", "ivf")
 AUTO = "auto"
 
-# Measured by bench/bench_ann.py on 128-d song-like vectors, one query thread, 2 busy cores
-# (load 5-6): an exact single query over 50,000 vectors took p50 0.73 / p99 1.07 ms; over
-# 100,000, p50 2.2 / p99 7.2 ms, 1M 35 / 65 ms. 50,000 x 512 bytes (24 MiB) still fits this
-# CPU's 32 MiB L3 cache; 100,000 does not, and the scan becomes memory-bound. So: exact up to
-# the largest measured size whose p99 stays within 2 ms.
+# Measured by bench/bench_ann.py on 128-d song-like vectors, one query thread, 2 busy cores:
+# an exact single query over 50,000 vectors took p50 0.79 / p99 1.31 ms; over 100,000, p50 1.8
+# / p99 5.2 ms, 1M 23 / 64 ms. 50,000 x 512 bytes (24 MiB) still fits this CPU's 32 MiB L3
+# cache; 100,000 does not, and the scan becomes memory-bound. So: exact up to the largest
+# measured size whose p99 stays within 2 ms.
 EXACT_UP_TO = 50_000
 # Above it, IVF: at 1M it built in 7 s on one thread (HNSW: 223 s on two) and searched as
 # well (recall@10 0.9998 at p99 1.6 ms, nprobe 32; HNSW efSearch 64: 0.9968 at 0.43 ms).
