@@ -1,37 +1,48 @@
-"""Benchmark: how fast `genreflow predict` answers, warm and cold, and its folder throughput.
+"""Benchmark: how fast `genreflow predict` answers, cold and warm, against today's path.
 
-The model is the repository's champion when ``mlflow.db`` has one; otherwise a freshly
-initialised model of the default architecture (the champion arch in reports/promotion.json,
-else cnn) is exported exactly as training exports it and registered as the champion of a
-throw-away repository. Timing does not depend on the weights; the output says which was used.
+Two paths, same model, same run, alternated so machine load hits both alike:
 
-- **warm**: one 30-s clip through ``ServedModel.analyse`` (decode + resample + forward),
-  median of ``--warm-runs`` after warm-up, with ``--threads`` torch threads; also the forward
-  alone (``analyse_waveform`` on the decoded clip) and the decode alone.
-- **cold**: a fresh ``genreflow predict`` process on one clip, spawn to exit (median of
-  ``--cold-runs``), next to ``genreflow predict --help`` (interpreter + CLI start, no model).
-- **throughput**: ``run_predict`` over a folder of ``--clips`` 30-s clips in clips/s, and its
-  ratio to decode-only speed (``genreflow.audio.load_mono``: soundfile decode + resample of
-  the same files) in the same process and thread setting.
+- **new**: the champion's verified local copy (``genreflow.serving.fast_champion``): no MLflow
+  import, plain weights in the front-end and classifier modules, freed memory kept between
+  forward passes (``genreflow.serving.runtime``);
+- **today**: the pyfunc loaded through MLflow with its ``torch.export`` core
+  (``--model-uri models:/NAME/VERSION``, which never uses the copy), and, warm, glibc's
+  default of returning freed memory.
 
-CPU times on a shared machine are indicative; the ratios are the result.
+Measured:
 
-    .venv/bin/python bench/bench_predict.py [--clips 24] [--warm-runs 30] [--cold-runs 3]
-        [--threads 2] [--arch cnn|crnn] [--out bench/results/predict.json]
+- **cold**: a fresh ``genreflow predict one.mp3`` process, spawn to exit, median of
+  ``--cold-runs`` per path (the copy already written; the one run that writes it is reported
+  too), next to ``genreflow predict --help`` (interpreter + CLI, no model). With
+  ``genreflow similar FILE --index NAME`` available, also a cold ``similar`` on a small
+  library index built here (``--no-similar`` skips it).
+- **warm**: one 30-s clip through ``ServedModel.analyse`` (decode + forward) in a child per
+  path and round, median of ``--warm-runs``; the children also report the answer's digest, so
+  the run checks that both paths give the same genre, probabilities and vector bit for bit.
+
+The model is the repository's champion when ``mlflow.db`` has one (read through a copy of the
+database in a throw-away repository, so nothing under the repository is written); otherwise
+a freshly initialised model of the default architecture, logged as training logs it (params
+included) and registered as the champion there. Timing does not depend on the weights.
+
+    .venv/bin/python bench/bench_predict.py [--cold-runs 3] [--warm-runs 30] [--rounds 2]
+        [--arch cnn|crnn] [--fresh] [--no-similar] [--out bench/results/predict.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +53,9 @@ from genreflow.core.champion_uri import CHAMPION_ALIAS, champion_uri
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP_S = 30.0
-GTZAN_RATE = 22050  # the clips are written as GTZAN's: 22.05 kHz mono 16-bit
-ISSUE_WARM_MS = 62.0  # issue 9: a warm 30-s clip on main, CPU, 2 threads (quiet machine)
+GTZAN_RATE = 22050  # the clips are written as GTZAN's: 22.05 kHz mono
+COLD_GOAL_S = 3.0  # issue 16, idle 2-core machine
+WARM_GOAL_MS = 20.0
 
 
 @dataclass(frozen=True)
@@ -52,10 +64,12 @@ class BenchModel:
     uri: str
     source: str  # "champion of <repo> (version N, arch)" or "freshly initialised <arch>"
     arch: str
-    env: dict[str, str]  # environment for children (MLFLOW_TRACKING_URI of a temp store)
-    classifier: Any = None  # the weights, for the reference path (None: not available)
+    env: dict[str, str]  # environment for children (MLFLOW_TRACKING_URI of the store)
+    classifier: Any = None  # the weights, when available
+    version: str | None = None
 
 
+# --------------------------------------------------------------------------- the model
 def repo_champion(params) -> BenchModel | None:
     """The repository's champion, when its tracking store holds one."""
     from mlflow.exceptions import MlflowException
@@ -71,22 +85,18 @@ def repo_champion(params) -> BenchModel | None:
     set_tracking(layout)
     name = params.tracking.registered_model
     try:
-        version = MlflowClient().get_model_version_by_alias(name, "champion")
+        version = MlflowClient().get_model_version_by_alias(name, CHAMPION_ALIAS)
     except MlflowException:
         return None
     arch = version.tags.get("arch", "?")
-    classifier = None
-    if layout.model_file(arch).is_file():  # the reference path needs the plain weights
-        from genreflow.serving.core import load_classifier
-
-        classifier = load_classifier(layout.model_file(arch))[0]
     return BenchModel(
         REPO,
         champion_uri(name),
         f"champion of {REPO} ({name} version {version.version}, {arch})",
         arch,
         dict(os.environ),
-        classifier,
+        None,
+        str(version.version),
     )
 
 
@@ -99,9 +109,24 @@ def default_arch() -> str:
     return "cnn"
 
 
+def _throwaway_repo(workdir: Path) -> Path:
+    root = workdir / "repo"
+    root.mkdir(parents=True)
+    shutil.copyfile(REPO / "params.yaml", root / "params.yaml")
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    return root
+
+
+def _store_env(root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{(root / 'mlflow.db').as_posix()}"
+    env.pop("MLFLOW_REGISTRY_URI", None)
+    return env
+
+
 def fresh_champion(workdir: Path, params, arch: str) -> BenchModel:
-    """A freshly initialised ``arch`` model, exported and registered as the champion of a
-    throw-away repository under ``workdir`` (same params.yaml, own mlflow.db)."""
+    """A freshly initialised ``arch`` model, logged as training logs it (serving pyfunc plus
+    the run's params) and registered as the champion of a throw-away repository."""
     import mlflow
     import torch
     from mlflow.tracking import MlflowClient
@@ -110,26 +135,24 @@ def fresh_champion(workdir: Path, params, arch: str) -> BenchModel:
     from genreflow.core.paths import Layout
     from genreflow.models import build_classifier
     from genreflow.serving.export import log_serving_model
+    from genreflow.tracking.runs import run_params
     from genreflow.tracking.store import configure_mlflow
 
-    root = workdir / "repo"
-    root.mkdir(parents=True)
-    shutil.copyfile(REPO / "params.yaml", root / "params.yaml")
-    (root / "dvc.yaml").write_text("stages: {}\n")
-    env = dict(os.environ)
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{(root / 'mlflow.db').as_posix()}"
-    env.pop("MLFLOW_REGISTRY_URI", None)
+    root = _throwaway_repo(workdir)
+    env = _store_env(root)
     os.environ.update(env)
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
     configure_mlflow(Layout.from_root(root), params.tracking.experiment)
-    section = getattr(params, section_of_arch(arch))
+    section = section_of_arch(arch)
     f = params.features
     torch.manual_seed(0)
-    classifier = build_classifier(section, f.n_mels, f.segment_frames, len(params.data.genres))
+    train = getattr(params, section)
+    classifier = build_classifier(train, f.n_mels, f.segment_frames, len(params.data.genres))
     n = f.segment_samples + 2 * f.segment_hop_samples
     example = 0.1 * np.random.default_rng(0).standard_normal((2, n)).astype(np.float32)
     name = params.tracking.registered_model
     with mlflow.start_run(run_name=f"bench-{arch}"):
+        mlflow.log_params(run_params(params, section))
         info = log_serving_model(classifier, f, list(params.data.genres), example)
     version = mlflow.register_model(info.model_uri, name).version
     MlflowClient().set_registered_model_alias(name, CHAMPION_ALIAS, version)
@@ -140,6 +163,7 @@ def fresh_champion(workdir: Path, params, arch: str) -> BenchModel:
         arch,
         env,
         classifier,
+        str(version),
     )
 
 
@@ -149,6 +173,22 @@ def bench_model(workdir: Path, params, arch: str | None, fresh: bool) -> BenchMo
     return model or fresh_champion(workdir, params, arch or default_arch())
 
 
+def isolated(model: BenchModel, workdir: Path) -> BenchModel:
+    """``model`` read from a throw-away repository: the repository's store copied (SQLite's
+    backup, read-only source) so the CLI's serving cache and library index land there."""
+    if model.root != REPO:
+        return model
+    root = _throwaway_repo(workdir)
+    source = sqlite3.connect(f"file:{REPO / 'mlflow.db'}?mode=ro", uri=True)
+    target = sqlite3.connect(root / "mlflow.db")
+    with target:
+        source.backup(target)
+    source.close()
+    target.close()
+    return replace(model, root=root, env=_store_env(root))
+
+
+# --------------------------------------------------------------------------- inputs
 def make_clips(directory: Path, n: int) -> list[Path]:
     """Harmonic tones plus noise, 30 s each (content does not change decode or FFT cost)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -164,200 +204,186 @@ def make_clips(directory: Path, n: int) -> list[Path]:
     return paths
 
 
-def _median_ms(fn, runs: int) -> dict[str, float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - start))
-    times.sort()
-    return {
-        "median_ms": statistics.median(times),
-        "p90_ms": times[min(len(times) - 1, int(0.9 * len(times)))],
-        "min_ms": times[0],
+def make_mp3(wav: Path, target: Path) -> Path:
+    """``wav`` as a 44.1-kHz stereo MP3: the decode and resampling a user's file needs."""
+    y, rate = sf.read(wav, dtype="float32")
+    up = np.repeat(y, 2)[: int(len(y) * 44100 / rate)]
+    sf.write(target, np.stack([up, up], axis=1), 44100, format="MP3")
+    return target
+
+
+# --------------------------------------------------------------------------- cold
+def _cli() -> str:
+    return shutil.which("genreflow") or str(Path(sys.executable).with_name("genreflow"))
+
+
+def _spawn_s(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+    return elapsed
+
+
+def cold_commands(model: BenchModel, clip: Path, index: str | None) -> dict[str, list[str]]:
+    """The commands timed cold, by name; ``today`` is main's MLflow + pt2 load."""
+    exe, root = _cli(), ["--root", str(model.root)]
+    pinned = model.uri.replace(f"@{CHAMPION_ALIAS}", f"/{model.version}")
+    cmds = {
+        "predict_new": [exe, "predict", str(clip), *root, "-q"],
+        "predict_today": [exe, "predict", str(clip), *root, "-q", "--model-uri", pinned],
+        "predict_help": [exe, "predict", "--help"],
     }
+    if index:
+        cmds["similar_index"] = [exe, "similar", str(clip), "--index", index, *root]
+    return cmds
 
 
-def reference_path(classifier: Any, params) -> Any:
-    """Main's serving path before issue 9, on the same weights: the waveform model exported
-    whole with ``torch.export`` (as the ``pt2`` flavour logged it), fed the whole decoded
-    clip in one forward pass. Returns ``predict(path) -> logits``."""
-    import torch
-    from torch.export import Dim
-    from torch.fx.experimental import _config as fx_config
-
-    from genreflow.audio import load_mono
-    from genreflow.features.frontend import LogMelFrontend
-    from genreflow.serving.core import WaveformGenreModel
-    from genreflow.serving.export import warnings_quiet
-
-    f = params.features
-    classifier = classifier.to(device="cpu", memory_format=torch.contiguous_format).eval()
-    model = WaveformGenreModel(LogMelFrontend(f), classifier, f, list(params.data.genres))
-    example = torch.zeros(2, f.segment_samples + 2 * f.segment_hop_samples)
-    with warnings_quiet(), fx_config.patch(backed_size_oblivious=True):
-        program = torch.export.export(
-            model.eval(), (example,), dynamic_shapes=({0: Dim.AUTO, 1: Dim.AUTO},)
-        )
-    exported = program.module()
-
-    def predict(path: Path) -> Any:
-        wave = load_mono(path, f.sample_rate)
-        with torch.inference_mode():
-            return torch.softmax(exported(wave[None]), dim=-1)[0]
-
-    return predict
-
-
-def versus_reference(served, reference, clip: Path, runs: int) -> dict[str, float]:
-    """Warm ``analyse`` against :func:`reference_path` on one clip, interleaved run by run so
-    machine load hits both alike; the ratio is the result on a shared CPU."""
-    from genreflow.serving.predict import analyse
-
-    for _ in range(3):
-        analyse(served, clip)
-        reference(clip)
-    ours, ref = [], []
-    for _ in range(runs):
-        start = time.perf_counter()
-        analyse(served, clip)
-        ours.append(1000 * (time.perf_counter() - start))
-        start = time.perf_counter()
-        reference(clip)
-        ref.append(1000 * (time.perf_counter() - start))
-    ratio = statistics.median(ours) / statistics.median(ref)
-    return {
-        "analyse_median_ms": statistics.median(ours),
-        "reference_median_ms": statistics.median(ref),
-        "ratio_analyse_to_reference": ratio,
-        "issue_reference_ms": ISSUE_WARM_MS,
-        "estimate_on_issue_machine_ms": ISSUE_WARM_MS * ratio,
-    }
-
-
-def warm(served, clip: Path, runs: int) -> dict[str, dict[str, float]]:
-    import torch
-
-    from genreflow.audio import load_mono
-    from genreflow.serving.predict import analyse
-
-    wave = load_mono(clip, served.sample_rate).numpy()
-
-    def forward():
-        if hasattr(served, "analyse_waveform"):
-            return served.analyse_waveform(wave, served.sample_rate)
-        with torch.inference_mode():
-            return served.model(torch.from_numpy(wave)[None])
-
-    for _ in range(3):  # warm-up: first calls allocate and pick kernels
-        analyse(served, clip)
-        forward()
-    return {
-        "analyse_30s": _median_ms(lambda: analyse(served, clip), runs),
-        "forward_only_30s": _median_ms(forward, runs),
-        "decode_only_30s": _median_ms(lambda: load_mono(clip, served.sample_rate), runs),
-    }
-
-
-def throughput(served, folder: Path, n: int, repeats: int) -> dict[str, float]:
-    """Clips/s of run_predict over the folder and of decode-only, interleaved repeats."""
-    from genreflow.audio import load_mono
-    from genreflow.serving.predict import run_predict
-
-    paths = sorted(folder.glob("*.wav"))
-    predict_s, decode_s = [], []
-    with open(os.devnull, "w") as sink:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            summary = run_predict(served, [folder], as_json=True, quiet=True, out=sink, err=sink)
-            predict_s.append(time.perf_counter() - start)
-            assert summary.ok == n and summary.failed == 0, summary
-            start = time.perf_counter()
-            for path in paths:
-                load_mono(path, served.sample_rate)
-            decode_s.append(time.perf_counter() - start)
-    predict_cps = n / statistics.median(predict_s)
-    decode_cps = n / statistics.median(decode_s)
-    return {
-        "clips": n,
-        "predict_clips_per_s": predict_cps,
-        "decode_only_clips_per_s": decode_cps,
-        "ratio_predict_to_decode": predict_cps / decode_cps,
-        "predict_seconds": predict_s,
-        "decode_seconds": decode_s,
-    }
-
-
-def _spawn_s(cmd: list[str], env: dict[str, str], runs: int) -> dict[str, float | list]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        times.append(time.perf_counter() - start)
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
-    return {"median_s": statistics.median(times), "runs_s": times}
-
-
-def cold(model: BenchModel, clip: Path, runs: int) -> dict[str, dict]:
-    exe = shutil.which("genreflow") or str(Path(sys.executable).with_name("genreflow"))
+def cold(model: BenchModel, clip: Path, runs: int, index: str | None) -> dict[str, Any]:
+    """Each command ``runs`` times, interleaved round by round; the first-ever fast start
+    (which writes the copy) separately."""
     env = {**model.env, "GENREFLOW_LOG_LEVEL": "WARNING"}
-    root = ["--root", str(model.root)]
-    return {
-        "predict_one_clip": _spawn_s([exe, "predict", str(clip), *root, "-q"], env, runs),
-        "predict_help": _spawn_s([exe, "predict", "--help"], env, runs),
+    cmds = cold_commands(model, clip, index)
+    shutil.rmtree(model.root / "models" / "serving_cache", ignore_errors=True)
+    first = _spawn_s(cmds["predict_new"], env)  # through MLflow, writes the copy
+    times: dict[str, list[float]] = {name: [] for name in cmds}
+    for _ in range(runs):
+        for name, cmd in cmds.items():
+            times[name].append(_spawn_s(cmd, env))
+    out: dict[str, Any] = {
+        name: {"median_s": statistics.median(t), "runs_s": t} for name, t in times.items()
     }
+    out["predict_first_run_writes_copy_s"] = first
+    out["ratio_new_to_today"] = out["predict_new"]["median_s"] / out["predict_today"]["median_s"]
+    return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=24, help="30-s clips in the folder")
-    parser.add_argument("--repeats", type=int, default=3, help="folder passes (median)")
-    parser.add_argument("--warm-runs", type=int, default=30)
-    parser.add_argument("--cold-runs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (warm, folder)")
-    parser.add_argument(
-        "--arch",
-        choices=("cnn", "crnn"),
-        default=None,
-        help="arch of a fresh model (default: champion arch in reports/)",
-    )
-    parser.add_argument(
-        "--fresh", action="store_true", help="use a fresh model even when the repo has a champion"
-    )
-    parser.add_argument("--out", default="bench/results/predict.json")
-    args = parser.parse_args()
+def similar_index(model: BenchModel, folder: Path) -> str | None:
+    """Build a library index of ``folder`` when the CLI has ``index``/``similar --index``."""
+    exe = _cli()
+    help_text = subprocess.run(
+        [exe, "similar", "--help"], capture_output=True, text=True, env=model.env, check=False
+    ).stdout
+    if "--index" not in help_text:
+        return None
+    name = "bench"
+    cmd = [exe, "index", str(folder), "--name", name, "--root", str(model.root), "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=model.env, check=False)
+    if proc.returncode != 0:
+        print(f"(no similar timing: {' '.join(cmd)} failed: {proc.stderr.strip()[-300:]})")
+        return None
+    return name
 
+
+# --------------------------------------------------------------------------- warm
+def warm_child(mode: str, root: Path, clip: Path, runs: int) -> dict[str, Any]:
+    """In a child process: load the model the ``mode`` way, time ``analyse`` of ``clip``."""
     import torch
 
     from genreflow.core.config import load_params
-    from genreflow.serving.predict import load_served_model
-    from genreflow.tracking.store import resolve_tracking_uri
+    from genreflow.core.paths import Layout
 
-    torch.set_num_threads(args.threads)
+    layout = Layout.from_root(root)
+    name = load_params(layout.params).tracking.registered_model
+    if mode == "today":
+        import genreflow.serving.runtime as runtime
+        from genreflow.serving.served import ServedModel
+        from genreflow.tracking.store import set_tracking
+
+        runtime._applied.append(False)  # glibc's default, as main ran
+        set_tracking(layout)
+        served = ServedModel.load(champion_uri(name))
+    else:
+        from genreflow.serving.fast_champion import load_champion
+
+        served = load_champion(layout, name)
+    for _ in range(3):
+        result = served.analyse(clip)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        served.analyse(clip)
+        times.append(1000 * (time.perf_counter() - start))
+    digest = hashlib.sha256(
+        json.dumps([result.genre, list(result.probabilities.items())]).encode()
+        + np.asarray(result.embedding).tobytes()
+    ).hexdigest()
+    return {
+        "median_ms": statistics.median(times),
+        "min_ms": min(times),
+        "core": type(served.core).__name__,
+        "threads": torch.get_num_threads(),
+        "answer_sha256": digest,
+        "genre": result.genre,
+    }
+
+
+def warm(model: BenchModel, clip: Path, runs: int, rounds: int) -> dict[str, Any]:
+    """``rounds`` x (new child, today child); medians over rounds and the ratio."""
+    per: dict[str, list[dict[str, Any]]] = {"new": [], "today": []}
+    for _ in range(rounds):
+        for mode in per:
+            cmd = [sys.executable, __file__, "--child-warm", mode, "--root", str(model.root)]
+            cmd += ["--clip", str(clip), "--warm-runs", str(runs)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=model.env, check=False)
+            if proc.returncode != 0:
+                raise SystemExit(f"warm child {mode} failed:\n{proc.stderr}")
+            per[mode].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    out: dict[str, Any] = {}
+    for mode, rows in per.items():
+        out[mode] = {
+            "median_ms": statistics.median(r["median_ms"] for r in rows),
+            "rounds_ms": [r["median_ms"] for r in rows],
+            "core": rows[0]["core"],
+            "threads": rows[0]["threads"],
+        }
+    digests = {r["answer_sha256"] for rows in per.values() for r in rows}
+    out["same_answer_bit_for_bit"] = len(digests) == 1
+    out["genre"] = per["new"][0]["genre"]
+    out["ratio_new_to_today"] = out["new"]["median_ms"] / out["today"]["median_ms"]
+    return out
+
+
+# --------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument("--warm-runs", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=2, help="warm children per path")
+    parser.add_argument("--library-clips", type=int, default=6, help="clips in the index")
+    parser.add_argument("--arch", choices=("cnn", "crnn"), default=None)
+    parser.add_argument("--fresh", action="store_true", help="a fresh model, not the champion")
+    parser.add_argument("--no-similar", action="store_true", help="skip the similar timing")
+    parser.add_argument("--out", default="bench/results/predict.json")
+    parser.add_argument("--child-warm", choices=("new", "today"), help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_warm:
+        print(json.dumps(warm_child(args.child_warm, args.root, args.clip, args.warm_runs)))
+        return
+
+    from genreflow.core.config import load_params
+
     params = load_params(REPO / "params.yaml")
+    started = time.perf_counter()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         tmp_path = Path(tmp)
-        model = bench_model(tmp_path, params, args.arch, args.fresh)
+        model = isolated(bench_model(tmp_path, params, args.arch, args.fresh), tmp_path)
         print(f"model: {model.source} ({model.uri})", flush=True)
-        served = load_served_model(model.uri, resolve_tracking_uri(model.root))
-        folder = tmp_path / "clips"
-        paths = make_clips(folder, max(1, args.clips))
+        wavs = make_clips(tmp_path / "library", max(2, args.library_clips))
+        mp3 = make_mp3(wavs[0], tmp_path / "one.mp3")
+        index = None if args.no_similar else similar_index(model, tmp_path / "library")
         result = {
             "model": {"source": model.source, "uri": model.uri, "arch": model.arch},
-            "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),
-            "load_average": os.getloadavg(),
-            "warm": warm(served, paths[0], args.warm_runs),
-            "versus_main": (
-                versus_reference(
-                    served, reference_path(model.classifier, params), paths[0], args.warm_runs
-                )
-                if model.classifier is not None
-                else None
-            ),
-            "throughput": throughput(served, folder, len(paths), args.repeats),
-            "cold": cold(model, paths[0], args.cold_runs),
+            "load_average_before": load_before,
+            "cold": cold(model, mp3, args.cold_runs, index),
+            "warm": warm(model, wavs[0], args.warm_runs, args.rounds),
+            "load_average_after": os.getloadavg(),
+            "bench_seconds": time.perf_counter() - started,
         }
     report(result)
     out = Path(args.out)
@@ -367,49 +393,30 @@ def main() -> None:
 
 
 def report(r: dict) -> None:
-    w, t, c = r["warm"], r["throughput"], r["cold"]
-    print(f"\n{r['model']['source']}; {r['torch_threads']} torch threads, {r['cpu_count']} CPUs")
+    c, w = r["cold"], r["warm"]
+    cold_goal, warm_goal = f"goal <= {COLD_GOAL_S:.0f} s", f"goal <= {WARM_GOAL_MS:.0f} ms"
     rows = [
-        (
-            "warm analyse, 30-s clip (decode+fwd)",
-            f"{w['analyse_30s']['median_ms']:.1f} ms",
-            "target < 50 ms (issue 9; CPU, indicative)",
-        ),
-        ("warm forward only, 30-s clip", f"{w['forward_only_30s']['median_ms']:.1f} ms", ""),
-        ("decode + resample only, 30-s clip", f"{w['decode_only_30s']['median_ms']:.1f} ms", ""),
-        (
-            "cold `genreflow predict` one clip",
-            f"{c['predict_one_clip']['median_s']:.2f} s",
-            f"`predict --help` alone: {c['predict_help']['median_s']:.2f} s",
-        ),
-        (
-            "predict over folder",
-            f"{t['predict_clips_per_s']:.1f} clips/s",
-            f"{t['clips']} x 30-s clips",
-        ),
-        ("decode-only over folder", f"{t['decode_only_clips_per_s']:.1f} clips/s", ""),
-        ("ratio predict / decode-only", f"{t['ratio_predict_to_decode']:.3f}", ""),
+        ("cold `predict one.mp3`, new", f"{c['predict_new']['median_s']:.2f} s", cold_goal),
+        ("cold `predict one.mp3`, today", f"{c['predict_today']['median_s']:.2f} s", "MLflow+pt2"),
+        ("ratio new / today (cold)", f"{c['ratio_new_to_today']:.3f}", ""),
+        ("first run (writes the copy)", f"{c['predict_first_run_writes_copy_s']:.2f} s", ""),
+        ("`predict --help` (no model)", f"{c['predict_help']['median_s']:.2f} s", ""),
     ]
-    v = r.get("versus_main")
-    if v:
-        rows[1:1] = [
-            (
-                "main's path, same clip, interleaved",
-                f"{v['reference_median_ms']:.1f} ms",
-                "whole-clip decode + one forward of the pt2 waveform model",
-            ),
-            (
-                "ratio analyse / main's path",
-                f"{v['ratio_analyse_to_reference']:.3f}",
-                f"x {ISSUE_WARM_MS:.0f} ms (issue, quiet CPU) = "
-                f"{v['estimate_on_issue_machine_ms']:.0f} ms estimated",
-            ),
-        ]
-    load = ", ".join(f"{x:.1f}" for x in r["load_average"])
-    print(f"load average at start: {load}")
+    if "similar_index" in c:
+        rows.append(("cold `similar FILE --index`", f"{c['similar_index']['median_s']:.2f} s", ""))
+    rows += [
+        ("warm analyse 30-s clip, new", f"{w['new']['median_ms']:.1f} ms", warm_goal),
+        ("warm analyse 30-s clip, today", f"{w['today']['median_ms']:.1f} ms", ""),
+        ("ratio new / today (warm)", f"{w['ratio_new_to_today']:.3f}", ""),
+        ("same answer bit for bit", str(w["same_answer_bit_for_bit"]), f"genre {w['genre']}"),
+    ]
+    print(f"\n{r['model']['source']}; {r['cpu_count']} CPUs, torch threads {w['new']['threads']}")
+    before = ", ".join(f"{x:.1f}" for x in r["load_average_before"])
+    after = ", ".join(f"{x:.1f}" for x in r["load_average_after"])
+    print(f"load average before: {before}; after: {after}; bench {r['bench_seconds']:.0f} s")
     width = max(len(name) for name, _, _ in rows)
     for name, value, note in rows:
-        print(f"{name.ljust(width)}  {value:>14}  {note}")
+        print(f"{name.ljust(width)}  {value:>10}  {note}")
 
 
 if __name__ == "__main__":

@@ -207,8 +207,8 @@ def inference_classifier(classifier: nn.Module) -> nn.Module:
 
 def serving_structure(classifier: nn.Module) -> nn.Module:
     """In place: ``classifier`` in eval mode with :func:`inference_classifier`'s structure
-    (BatchNorm folded, fast pools). On the meta device it gives the shapes of an exported
-    model's modules without computing any value (the fast champion loads values into it)."""
+    (BatchNorm folded, fast pools): the modules an exported core's weights load into (the fast
+    champion rebuilds them so, without copying the freshly initialised classifier first)."""
     classifier.eval()
     _fold_and_swap(classifier)
     return classifier
