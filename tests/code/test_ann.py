@@ -159,6 +159,8 @@ def _catalogue(n: int) -> pd.DataFrame:
 
 @pytest.mark.parametrize(("kind", "expected"), [("auto", "flat"), ("ivf", "ivf")])
 def test_meta_json_names_the_type_built_and_search_uses_it(tmp_path, kind, expected):
+    import faiss
+
     x = clustered(2000)
     written = write_index(tmp_path / "idx", _meta(kind, len(x), x.shape[1]), x, _catalogue(len(x)))
     assert written.index_type == expected and written.hnsw_m is None
@@ -166,8 +168,14 @@ def test_meta_json_names_the_type_built_and_search_uses_it(tmp_path, kind, expec
     assert (tmp_path / "idx" / INDEX_FILE).is_file()
     loaded = SongIndex.load(tmp_path / "idx")
     assert loaded.meta == written
+    threads = faiss.omp_get_max_threads()
     hits = loaded.search(x[7], k=5)
     assert hits[0].track_id == "t7" and len(hits) == 5
+    assert faiss.omp_get_max_threads() == threads  # searched on one thread, then restored
+    if expected == "ivf":
+        assert faiss.extract_index_ivf(loaded.index).nprobe == min(
+            ann.IVF_NPROBE, ann.ivf_nlist(len(x))
+        )
 
 
 def test_an_empty_auto_index_records_flat(tmp_path):

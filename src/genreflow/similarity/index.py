@@ -36,6 +36,7 @@ from genreflow.similarity.ann import (  # noqa: F401 (IndexType, load_faiss: re-
     IndexType,
     faiss_index,
     load_faiss,
+    one_thread,
     resolve_index_type,
     tune_for_search,
 )
@@ -217,7 +218,10 @@ class SongIndex:
             )
         k = min(int(k), self.meta.count)
         tune_for_search(self.index, k)  # efSearch / nprobe of an approximate index
-        sims, ids = self.index.search(q, k)
+        # faiss splits work by query, so one vector gains nothing from more threads, and on a
+        # busy machine waiting for an OpenMP team lengthens the tail (bench_ann times this)
+        with one_thread(load_faiss()):
+            sims, ids = self.index.search(q, k)
         out: list[Neighbour] = []
         for sim, i in zip(sims[0], ids[0], strict=True):
             if i < 0:  # fewer hits than asked (an approximate index may return -1)
