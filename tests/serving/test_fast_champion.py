@@ -205,3 +205,40 @@ def test_the_registry_is_read_without_writing_it(repo) -> None:
     with pytest.raises(UnverifiableRegistry):
         alias_version(repo.layout.root / "absent.db", _name(repo), "champion")
     assert not (repo.layout.root / "absent.db").exists()
+
+
+def test_a_store_that_is_not_sqlite_is_never_trusted_without_mlflow(repo, monkeypatch) -> None:
+    """An MLflow server's registry cannot be read with sqlite3: no copy is served without
+    asking MLflow, even a copy that exists."""
+    fc.load_champion(repo.layout, _name(repo))
+    assert fc.cached_champion(repo.layout, _name(repo)) is not None
+    # (MLflow itself exports the registry URI it was given to the environment: set both)
+    for tracking in ("http://127.0.0.1:9", repo.uri):
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", "http://127.0.0.1:9")
+        assert fc.cached_champion(repo.layout, _name(repo)) is None
+
+
+def test_another_logged_model_by_uri_takes_the_mlflow_path(repo) -> None:
+    """``--model-uri models:/NAME/N`` is not the champion: answered by the pyfunc, no copy."""
+    from genreflow.core.champion_uri import champion_of
+
+    version = _other_version(repo)
+    assert champion_of(f"models:/{_name(repo)}/{version}") is None
+    assert champion_of(champion_uri(_name(repo))) == _name(repo)
+    exe = Path(sys.executable).with_name("genreflow")
+    uri = f"models:/{_name(repo)}/{version}"
+    cmd = [str(exe), "predict", str(_clips(repo)[0]), "--json", "--model-uri", uri, "-q"]
+    cmd += ["--root", str(repo.layout.root)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, check=False)
+    assert out.returncode == 0, out.stderr
+    assert not fc.cache_dir(repo.layout, _name(repo)).exists()
+
+
+def test_keeping_freed_memory_is_set_once_and_changes_no_answer() -> None:
+    from genreflow.serving.runtime import retain_freed_memory
+
+    first = retain_freed_memory()
+    assert retain_freed_memory() is first
+    if sys.platform.startswith("linux") and os.path.exists("/lib/x86_64-linux-gnu/libc.so.6"):
+        assert first is True
