@@ -333,13 +333,23 @@ def similar(
             '"distance", "track_id", "genre", "split", "path"}]}.',
         ),
     ] = False,
+    index: Annotated[
+        str | None,
+        typer.Option(
+            "--index",
+            help="Search this library (built by `genreflow index FOLDER... --name NAME`) "
+            "instead of the validated corpus.",
+        ),
+    ] = None,
     root: RootOption = None,
 ) -> None:
-    """Songs of the validated corpus most similar to FILE, by the champion's song vectors.
+    """Songs most similar to FILE, by the champion's song vectors: from your own library
+    (--index NAME) or from the validated corpus.
 
-    Distance is the cosine distance (1 - cosine similarity: 0 = the same direction). The
-    index is built by evaluate and rebuilt by `genreflow index`, promote and rollback; it
-    refuses to answer when the champion is not the model it was built with.
+    Distance is the cosine distance (1 - cosine similarity: 0 = the same direction). A FILE
+    already in the library is recognised by its content and left out of its own answer. An
+    index refuses to answer when the champion is not the model it was built with, and names
+    the command that rebuilds it.
     """
 
     def go() -> None:
@@ -347,13 +357,30 @@ def similar(
         from genreflow.tracking.store import set_tracking
 
         layout, params = _context(root)
-        set_tracking(layout)
-        found = find_similar(file, layout, params, k or params.evaluate.search.k)
+        if index is None:
+            set_tracking(layout)
+            found = find_similar(file, layout, params, k or params.evaluate.search.k)
+        else:
+            found = _similar_in_library(layout, params, index, k or params.evaluate.search.k)
         if as_json:
             typer.echo(json.dumps(found.to_dict()))
         else:
             for line in format_table(found):
                 typer.echo(line)
+
+    def _similar_in_library(layout, params, name: str, k_: int):
+        from genreflow.similarity.library_query import champion_version, find_similar_in_library
+
+        registered = params.tracking.registered_model
+        return find_similar_in_library(
+            file,
+            layout,
+            name,
+            registered,
+            k_,
+            lambda: champion_version(layout, registered),
+            lambda: _champion(layout, params),
+        )
 
     run_stage("similar", go)
 
@@ -413,25 +440,111 @@ def _trained_environment(layout, against: str) -> tuple[dict, str]:
     return recorded_numeric_environment(run_id), f"run {run_id[:12]} ({arch})"
 
 
-@app.command("index")
-def index_command(root: RootOption = None, quiet: QuietOption = False) -> None:
-    """Rebuild the similar-song index of the validated corpus with the current champion.
+@app.command(
+    "index",
+    epilog=(
+        "Examples:\n\n"
+        "  genreflow index ~/Music --name mine  # embed your music\n\n"
+        "  genreflow index --name mine          # later: only what changed\n\n"
+        "  genreflow index --list               # indexes, sizes, models\n\n"
+        "  genreflow index                      # the corpus index, again\n\n"
+        "Exit codes: 0 = done; 1 = a file failed (one line each; the rest were indexed) or the "
+        "index could not be built."
+    ),
+)
+def index_command(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Audio files and folders of a library (with --name; searched recursively "
+            "like `genreflow predict`'s). Omit them to re-index the library's recorded ones.",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Name of a library index (models/libraries/NAME). Without it, the corpus "
+            "index of the validated data is rebuilt.",
+        ),
+    ] = None,
+    list_: Annotated[
+        bool, typer.Option("--list", help="List the indexes, their sizes and their models.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --list: JSON lines.")] = False,
+    root: RootOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Build a similar-song index with the current champion: of your own music (--name), or
+    of the validated corpus.
 
-    Also logs the champion's retrieval scores (test clips against train+val) on its run.
+    A library run embeds only files it has not seen (by content hash), drops removed ones,
+    and after Ctrl-C or a kill continues where it stopped. The corpus index also logs the
+    champion's retrieval scores (test clips against train+val) on its run.
     """
+    if list_ and (paths or name):
+        raise typer.BadParameter("--list takes no paths or --name")
+    if paths and not name:
+        raise typer.BadParameter("give --name NAME to index your own files as a library")
+    outcome: list[int] = []
 
     def go() -> None:
-        layout, params = _pinned_context(root)  # the index is evaluate's DVC output
-        from genreflow.pipeline.champion import index_champion
-        from genreflow.similarity.build import describe_index
-        from genreflow.tracking.store import configure_mlflow
-
-        configure_mlflow(layout, params.tracking.experiment)
-        update = index_champion(params, layout, require_champion=True, progress=not quiet)
-        typer.echo(describe_index(update.meta, layout.similarity_index))
-        typer.echo(update.dvc)
+        if list_:
+            _list_indexes(root, as_json)
+        elif name is not None:
+            outcome.append(_index_library(root, name, paths or [], quiet))
+        else:
+            _index_corpus(root, quiet)
 
     run_stage("index", go)
+    raise typer.Exit(outcome[0] if outcome else 0)
+
+
+def _list_indexes(root: Path | None, as_json: bool) -> None:
+    from genreflow.core.paths import Layout
+    from genreflow.similarity.library import format_listing, list_indexes
+
+    rows = list_indexes(Layout.from_root(root))
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row.to_dict()))
+    else:
+        for line in format_listing(rows):
+            typer.echo(line)
+
+
+def _index_library(root: Path | None, name: str, paths: list[Path], quiet: bool) -> int:
+    from genreflow.similarity.library import check_name
+    from genreflow.similarity.library_index import index_library, resolve_roots
+
+    layout, params = _context(root)
+    resolve_roots(layout, check_name(name), paths)  # a bad name or unknown library: no model load
+    served = _champion(layout, params)
+    run = index_library(
+        layout, name, paths, served, params.tracking.registered_model, progress=not quiet
+    )
+    typer.echo(run.summary())
+    return run.exit_code
+
+
+def _champion(layout, params):
+    """The champion as a ServedModel: its verified local copy when current, else via MLflow."""
+    from genreflow.serving.predict import load_champion_model
+
+    return load_champion_model(layout, params.tracking.registered_model)
+
+
+def _index_corpus(root: Path | None, quiet: bool) -> None:
+    layout, params = _pinned_context(root)  # the corpus index is evaluate's DVC output
+    from genreflow.pipeline.champion import index_champion
+    from genreflow.similarity.build import describe_index
+    from genreflow.tracking.store import configure_mlflow
+
+    configure_mlflow(layout, params.tracking.experiment)
+    update = index_champion(params, layout, require_champion=True, progress=not quiet)
+    typer.echo(describe_index(update.meta, layout.similarity_index))
+    typer.echo(update.dvc)
 
 
 @app.command()

@@ -33,7 +33,18 @@ def test_help(command):
 
 def test_similar_help_names_its_options():
     out = runner.invoke(app, ["similar", "--help"]).output
-    assert all(opt in out for opt in ("-k", "--json", "--root"))
+    assert all(opt in out for opt in ("-k", "--json", "--root", "--index"))
+
+
+def test_index_help_names_the_library_options():
+    out = runner.invoke(app, ["index", "--help"]).output
+    assert all(opt in out for opt in ("--name", "--list", "--json", "paths"))
+
+
+def test_index_list_on_a_bare_repo_says_how_to_build_one(bare_repo):
+    result = runner.invoke(app, ["index", "--list", "--root", str(bare_repo)])
+    assert result.exit_code == 0, result.output
+    assert "no indexes yet" in result.stdout and "--name NAME" in result.stdout
 
 
 def _error_line(result, command: str) -> str:

@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from genreflow.core.config import Params
 from genreflow.core.paths import Layout
+from genreflow.core.progress import progress_bar
+from genreflow.similarity.ann import resolve_index_type
 from genreflow.similarity.catalogue import (
     QUERY_SPLIT,
     absolute_paths,
@@ -44,7 +45,7 @@ def embed_files(served: Any, paths: Sequence[Path], progress: bool = True) -> np
     """``(len(paths), dim)`` float32 song vectors from ``served.analyse`` (a progress bar)."""
     vectors = [
         np.asarray(served.analyse(path).embedding, dtype=np.float32)
-        for path in tqdm(
+        for path in progress_bar(
             paths, desc="similarity index: embedding", unit="clip", disable=not progress
         )
     ]
@@ -119,6 +120,9 @@ def build_champion_index(
     ev = params.evaluate
     catalogue = read_corpus(layout)
     digest = manifest_digest(layout.validated_manifest)
+    # `auto` resolved by the corpus's size here, so meta.json (and the up-to-date check) hold
+    # the type actually built
+    index_type = resolve_index_type(ev.search.index, len(catalogue))
     base = IndexMeta(
         registered_model=params.tracking.registered_model,
         model_uri=None,
@@ -126,8 +130,8 @@ def build_champion_index(
         weights_sha256=None,
         dim=0,
         count=0,
-        index_type=ev.search.index,
-        hnsw_m=ev.search.hnsw_m if ev.search.index == "hnsw" else None,
+        index_type=index_type,
+        hnsw_m=ev.search.hnsw_m if index_type == "hnsw" else None,
         manifest_sha256=digest,
         faiss_version=faiss.__version__,
     )

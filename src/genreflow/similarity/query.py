@@ -31,10 +31,12 @@ class SimilarSongs:
     query: str
     model_version: str | None
     neighbours: list[Neighbour]
+    index: str = "corpus"  # "corpus" (the validated corpus) or a library's name
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "query": self.query,
+            "index": self.index,
             "model_version": self.model_version,
             "neighbours": [n.to_dict() for n in self.neighbours],
         }
@@ -89,7 +91,8 @@ def format_table(found: SimilarSongs) -> list[str]:
     """``genreflow similar``'s table: a heading, then rank, distance, genre and path."""
     width = max([len("genre"), *(len(n.genre) for n in found.neighbours)])
     lines = [
-        f"# {found.query} (model version {found.model_version}; distance = 1 - cosine)",
+        f"# {found.query} in {found.index} (model version {found.model_version}; "
+        "distance = 1 - cosine)",
         f"{'rank':>4}  {'distance':>8}  {'genre':<{width}}  path",
     ]
     lines += [
