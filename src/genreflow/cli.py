@@ -354,11 +354,9 @@ def similar(
 
     def go() -> None:
         from genreflow.similarity.query import find_similar, format_table
-        from genreflow.tracking.store import set_tracking
 
         layout, params = _context(root)
         if index is None:
-            set_tracking(layout)
             found = find_similar(file, layout, params, k or params.evaluate.search.k)
         else:
             found = _similar_in_library(layout, params, index, k or params.evaluate.search.k)
@@ -369,7 +367,8 @@ def similar(
                 typer.echo(line)
 
     def _similar_in_library(layout, params, name: str, k_: int):
-        from genreflow.similarity.library_query import champion_version, find_similar_in_library
+        from genreflow.similarity.library_query import find_similar_in_library
+        from genreflow.similarity.query import champion_version
 
         registered = params.tracking.registered_model
         return find_similar_in_library(

@@ -31,24 +31,6 @@ from genreflow.similarity.library_store import LibraryJournal
 from genreflow.similarity.query import SimilarSongs
 
 
-def champion_version(layout: Layout, registered_model: str) -> str | None:
-    """The registry's champion version of ``registered_model``: one read-only SELECT on a
-    SQLite store (no MLflow import, :mod:`genreflow.serving.registry_read`), else MLflow's
-    client (an MLflow server)."""
-    from genreflow.serving.fast_champion import sqlite_champion
-    from genreflow.serving.registry_read import UnverifiableRegistry
-
-    try:
-        record = sqlite_champion(layout, registered_model)
-    except UnverifiableRegistry:
-        from genreflow.registry.aliases import CHAMPION_ALIAS, alias_version
-        from genreflow.tracking.store import set_tracking
-
-        set_tracking(layout)
-        return alias_version(registered_model, CHAMPION_ALIAS)
-    return None if record is None else record.version
-
-
 def _load(layout: Layout, name: str, registered_model: str) -> tuple[SongIndex, LibraryJournal]:
     directory = existing_library(layout, name)
     rebuild = rebuild_command(name)

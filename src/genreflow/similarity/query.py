@@ -52,14 +52,32 @@ def _check_corpus(index: SongIndex, layout: Layout) -> None:
         )
 
 
+def champion_version(layout: Layout, registered_model: str) -> str | None:
+    """The registry's champion version of ``registered_model``: one read-only SELECT on a
+    SQLite store (no MLflow import, :mod:`genreflow.serving.registry_read`), else MLflow's
+    client (an MLflow server)."""
+    from genreflow.serving.fast_champion import sqlite_champion
+    from genreflow.serving.registry_read import UnverifiableRegistry
+
+    try:
+        record = sqlite_champion(layout, registered_model)
+    except UnverifiableRegistry:
+        from genreflow.registry.aliases import CHAMPION_ALIAS, alias_version
+        from genreflow.tracking.store import set_tracking
+
+        set_tracking(layout)
+        return alias_version(registered_model, CHAMPION_ALIAS)
+    return None if record is None else record.version
+
+
 def find_similar(path: Path | str, layout: Layout, params: Params, k: int) -> SimilarSongs:
     """The ``k`` corpus songs nearest to the file at ``path``, by the champion's vectors.
 
     Raises a one-line :class:`~genreflow.core.errors.GenreflowError` for a missing or stale index
-    and (from the decoder) for a file that cannot be read. The tracking URI must be set.
-    """
-    from genreflow.registry.aliases import CHAMPION_ALIAS, RegistryError, alias_version
-    from genreflow.serving.served import ServedModel, champion_uri
+    and (from the decoder) for a file that cannot be read. MLflow is imported only when the
+    champion's local copy is not current (or the store is not SQLite)."""
+    from genreflow.registry.aliases import CHAMPION_ALIAS, RegistryError
+    from genreflow.serving.predict import load_champion_model
 
     index = SongIndex.load(layout.similarity_index)
     _check_corpus(index, layout)
@@ -69,12 +87,12 @@ def find_similar(path: Path | str, layout: Layout, params: Params, k: int) -> Si
             f"{index.directory}: built for model {index.meta.registered_model!r}, but params "
             f"tracking.registered_model is {name!r}; rebuild with {REBUILD}"
         )
-    champion = alias_version(name, CHAMPION_ALIAS)
+    champion = champion_version(layout, name)
     if champion is None:
         raise RegistryError(f"model {name!r} has no @{CHAMPION_ALIAS} to embed the query with")
     if champion != index.meta.version:  # fail before the (slow) model load
         require_same_model(index.meta, index.directory, champion, None)
-    served = ServedModel.load(champion_uri(params))
+    served = load_champion_model(layout, name)  # its verified local copy when current
     version = str(served.version) if served.version is not None else None
     require_same_model(index.meta, index.directory, version, served.weights_sha256)
     vector = served.analyse(path).embedding
