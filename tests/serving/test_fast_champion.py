@@ -242,3 +242,12 @@ def test_keeping_freed_memory_is_set_once_and_changes_no_answer() -> None:
     assert retain_freed_memory() is first
     if sys.platform.startswith("linux") and os.path.exists("/lib/x86_64-linux-gnu/libc.so.6"):
         assert first is True
+
+
+def test_a_cache_that_cannot_be_written_still_answers(repo) -> None:
+    """A read-only checkout or a full disk: served through MLflow, no error."""
+    repo.layout.serving_cache.parent.mkdir(parents=True, exist_ok=True)
+    repo.layout.serving_cache.write_text("not a folder")
+    served = fc.load_champion(repo.layout, _name(repo))
+    assert served.version is not None
+    _assert_same_answers(served, _pyfunc(repo), _clips(repo)[:1])

@@ -126,6 +126,9 @@ def refresh_champion(layout: Layout, registered_model: str) -> ServedModel:
     except CacheUnavailable as exc:
         log.info("serving cache: no fast copy of %s: %s", served.uri, exc)
         return served
+    except OSError as exc:  # a read-only checkout or a full disk: serve, just not fast next time
+        log.warning("serving cache: could not write %s: %s", directory, exc)
+        return served
     log.info("serving cache: %s version %s copied to %s", registered_model, mv.version, directory)
     return twin
 
