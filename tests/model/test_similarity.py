@@ -359,16 +359,16 @@ def test_similar_prints_a_table_and_json(env, tiny):
     clip = _test_clip(layout)
     table = _cli("similar", str(clip), "-k", "3", "--root", str(layout.root))
     assert table.exit_code == 0, table.output
-    rows = _table_rows(table.output)
+    rows = _table_rows(table.stdout)
     assert [int(r[0]) for r in rows] == [1, 2, 3]
     distances = [float(r[1]) for r in rows]
     assert distances == sorted(distances) and all(0.0 <= d <= 2.0 for d in distances)
     assert all(r[2] in tiny.genres and Path(r[3]).is_file() for r in rows)
-    assert f"model version {champion}" in table.output.splitlines()[0]
+    assert f"model version {champion}" in table.stdout.splitlines()[0]
 
     as_json = _cli("similar", str(clip), "-k", "3", "--json", "--root", str(layout.root))
     assert as_json.exit_code == 0, as_json.output
-    found = json.loads(as_json.output)
+    found = json.loads(as_json.stdout)
     assert found["query"] == str(clip) and found["model_version"] == champion
     hits = found["neighbours"]
     assert [(h["rank"], h["genre"], h["path"]) for h in hits] == [
@@ -383,7 +383,7 @@ def test_similar_prints_a_table_and_json(env, tiny):
     self_hit = json.loads(
         _cli(
             "similar", str(layout.absolute(row["path"])), "--json", "--root", str(layout.root)
-        ).output
+        ).stdout
     )["neighbours"]
     assert len(self_hit) == params.evaluate.search.k  # -k defaults from params
     assert self_hit[0]["track_id"] == row["track_id"] and self_hit[0]["distance"] < 1e-4
@@ -423,7 +423,7 @@ def test_promote_and_rollback_rebuild_the_index(env):
     assert meta.version == other and meta.model_uri == f"models:/{NAME}/{other}"
     found = _cli("similar", str(_test_clip(layout)), "--json", "--root", str(layout.root))
     assert found.exit_code == 0, found.output
-    assert json.loads(found.output)["model_version"] == other
+    assert json.loads(found.stdout)["model_version"] == other
 
     again = promote(NAME, other, layout)  # already champion, index already its: kept
     assert not again["changed"] and not again["similarity_index"]["rebuilt"]
