@@ -9,12 +9,14 @@ the manifest goes into the index's meta, so a query can tell the corpus changed 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from genreflow.core.errors import GenreflowError
 from genreflow.core.hashing import file_sha256
 from genreflow.core.paths import Layout
+
+if TYPE_CHECKING:  # imported where a corpus is read: `similar` needs only manifest_digest
+    import pandas as pd
 
 COLUMNS = ("track_id", "path", "genre", "split")
 QUERY_SPLIT = "test"  # retrieval metrics: test clips query the others
@@ -41,6 +43,8 @@ def read_corpus(layout: Layout) -> pd.DataFrame:
             f"{manifest}: no validated manifest, so there is no corpus to index; run "
             "`dvc repro validate` (or `genreflow validate`)"
         )
+    import pandas as pd
+
     frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:

@@ -21,14 +21,14 @@ and refuses a mismatch, naming the command that rebuilds the index.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from genreflow.core.atomic import atomic_dir
 from genreflow.core.errors import GenreflowError
@@ -40,6 +40,9 @@ from genreflow.similarity.ann import (  # noqa: F401 (IndexType, load_faiss: re-
     resolve_index_type,
     tune_for_search,
 )
+
+if TYPE_CHECKING:  # pandas only writes catalogues; a query reads one with csv (no pandas import)
+    import pandas as pd
 
 INDEX_FILE = "index.faiss"
 CATALOGUE_FILE = "catalogue.csv"
@@ -170,6 +173,13 @@ def read_meta(directory: Path, rebuild: str = REBUILD) -> IndexMeta:
     return IndexMeta.read(path, rebuild)
 
 
+def read_catalogue(path: Path) -> tuple[dict[str, str], ...]:
+    """The rows of a ``catalogue.csv`` as strings (what ``DataFrame.to_csv`` wrote), read with
+    the csv module: a cold ``genreflow similar`` then never imports pandas (0.4 s)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return tuple(csv.DictReader(fh))
+
+
 @dataclass(frozen=True)
 class SongIndex:
     """A loaded index: search it with a vector from the model ``meta`` names."""
@@ -177,7 +187,7 @@ class SongIndex:
     directory: Path
     meta: IndexMeta
     index: Any  # faiss.Index
-    catalogue: pd.DataFrame
+    catalogue: tuple[dict[str, str], ...]  # catalogue.csv's rows, in index order
     rebuild: str = REBUILD  # the command that rebuilds this index, for error lines
 
     @classmethod
@@ -195,7 +205,7 @@ class SongIndex:
         faiss = load_faiss()
         try:
             index = faiss.read_index(str(directory / INDEX_FILE))
-            catalogue = pd.read_csv(directory / CATALOGUE_FILE, dtype=str, keep_default_na=False)
+            catalogue = read_catalogue(directory / CATALOGUE_FILE)
         except (OSError, RuntimeError, ValueError) as exc:
             raise CorruptIndexError(
                 f"{directory}: unreadable index ({exc}); rebuild with {rebuild}"
@@ -226,7 +236,7 @@ class SongIndex:
         for sim, i in zip(sims[0], ids[0], strict=True):
             if i < 0:  # fewer hits than asked (an approximate index may return -1)
                 continue
-            row = self.catalogue.iloc[int(i)]
+            row = self.catalogue[int(i)]
             out.append(
                 Neighbour(
                     rank=len(out) + 1,

@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from genreflow.core.errors import GenreflowError
 from genreflow.core.paths import Layout
@@ -118,6 +117,8 @@ def write_snapshot(
 ) -> IndexMeta:
     """Rebuild ``search/`` from the journal (every path whose content is embedded, in path
     order) with the index type the catalogue's size calls for."""
+    import pandas as pd
+
     from genreflow.similarity.ann import choose_index_type
 
     rows = list(journal.searchable())

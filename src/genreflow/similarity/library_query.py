@@ -116,7 +116,7 @@ def find_similar_in_library(
                 f"files it embedded are searchable after {rebuild_command(name)} completes",
                 file=err or sys.stderr,
             )
-    own = int((index.catalogue["track_id"] == sha256).sum())
+    own = sum(row["track_id"] == sha256 for row in index.catalogue)
     neighbours = _without_own(index.search(vector, k + own), sha256, k)
     return SimilarSongs(
         query=str(path), model_version=index.meta.version, neighbours=neighbours, index=name
