@@ -117,7 +117,7 @@ def _command_imports(name: str) -> set[str]:
 
 @pytest.mark.parametrize(
     ("command", "function"),
-    [("promote", "promote"), ("rollback", "rollback"), ("index_command", "index_champion")],
+    [("promote", "promote"), ("rollback", "rollback"), ("_index_corpus", "index_champion")],
 )
 def test_the_moving_commands_go_through_pipeline_champion(command, function):
     imports = _command_imports(command)
