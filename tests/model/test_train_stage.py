@@ -172,6 +172,44 @@ def test_killed_stage_resumes_same_mlflow_run(
     assert {p: (layout.root / p).read_bytes() for p in CONTENT_FILES} == resumed_files
 
 
+def test_stage_killed_at_its_first_checkpoint_resumes_the_same_mlflow_run(
+    tiny, tiny_repo, tmp_path, tmp_path_factory, monkeypatch
+):
+    """Killed the moment epoch 1's checkpoint is written (before the epoch is logged): the
+    run id file already names the run, so the re-run resumes it instead of leaving a second,
+    orphaned run (the race a SIGKILLed torchrun rank hit on a loaded CI machine)."""
+    from mlflow.tracking import MlflowClient
+
+    import genreflow.pipeline.train as stage_mod
+    import genreflow.training.loop as loop_mod
+
+    tiny.use_tracking_db(monkeypatch, tmp_path, tmp_path_factory)
+    layout = Layout.from_root(tmp_path / "repo3")
+    layout.root.mkdir()
+    (layout.root / "data").symlink_to(tiny_repo.root / "data", target_is_directory=True)
+    params = tiny.params(epochs=2)
+    original = loop_mod.save_checkpoint
+
+    def dies_once_written(path, body):
+        original(path, body)
+        raise _Killed()
+
+    monkeypatch.setattr(loop_mod, "save_checkpoint", dies_once_written)
+    with pytest.raises(_Killed):
+        stage_mod.train_stage(params, "train_cnn", layout, progress=False)
+    run_id = (layout.models_dir / "cnn" / "mlflow_run_id").read_text().strip()
+    client = MlflowClient()
+    assert _metric_steps(client, run_id, "val_clip_accuracy") == []  # epoch 1 not logged yet
+
+    monkeypatch.setattr(loop_mod, "save_checkpoint", original)
+    summary = stage_mod.train_stage(params, "train_cnn", layout, progress=False)
+    assert summary["run_id"] == run_id
+    run = client.get_run(run_id)
+    assert run.data.tags["resumed_from_epoch"] == "1"
+    assert _metric_steps(client, run_id, "val_clip_accuracy") == [1, 2]  # epoch 1 from the ckpt
+    assert [r.info.run_id for r in client.search_runs([run.info.experiment_id])] == [run_id]
+
+
 def test_train_stage_rejects_store_made_with_other_features(
     tiny, tiny_repo, tmp_path, tmp_path_factory, monkeypatch
 ):

@@ -83,6 +83,7 @@ def train_stage(
                 seed=params.seed,
                 checkpoint_path=layout.checkpoint(arch),
                 on_epoch=on_epoch,
+                on_start=on_epoch.start if on_epoch is not None else None,
                 # one process: select_device's choice, as before torchrun support
                 device=device if ranks.distributed else None,
                 progress=progress and ranks.is_main,

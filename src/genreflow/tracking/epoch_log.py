@@ -67,9 +67,11 @@ def _logged_steps(run_id: str) -> set[int]:
 class EpochLogger:
     """Receives epochs from the training loop; owns the plots file and the MLflow run.
 
-    The MLflow run is opened on the first epoch (or after training, if no epoch ran), when it
-    is known whether the loop resumed from its checkpoint: only then is the previous run
-    continued, and only epochs it does not hold yet are logged.
+    The MLflow run is opened by :meth:`start`, which the loop calls once it knows whether it
+    resumed from its checkpoint and before the first epoch writes one: the run id file exists
+    before any checkpoint it belongs to, so a job killed right after epoch 1 continues its run
+    when resumed. Only a resumed loop continues the previous run, and only epochs that run does
+    not hold yet are logged.
     """
 
     def __init__(
@@ -99,6 +101,10 @@ class EpochLogger:
         with atomic_path(id_file) as tmp:
             tmp.write_text(self.run_id + "\n")
         return self.run_id
+
+    def start(self, resumed_from: int | None) -> None:
+        """The loop's ``on_start``: open (or continue) the MLflow run before training."""
+        self.open_run(resumed=resumed_from is not None)
 
     def log_missing(self) -> None:
         import mlflow

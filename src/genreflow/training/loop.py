@@ -445,6 +445,7 @@ def train_classifier(
     progress: bool = True,
     memory_budget_gb: float | None = None,
     ranks: Ranks = SINGLE,
+    on_start: Callable[[int | None], None] | None = None,
 ) -> TrainResult:
     """Train ``classifier`` on the store's train split, select by val clip accuracy.
 
@@ -455,6 +456,11 @@ def train_classifier(
     ``checkpoint_path`` is written atomically after every epoch, *before* ``on_epoch`` runs;
     a run resumed from it does not replay ``on_epoch`` for epochs already done (their
     metrics are in ``TrainResult.history``).
+
+    ``on_start`` runs once the start is known (its argument: the epoch resumed from, ``None``
+    from scratch), before the first epoch trains, so whatever it records (the stage's MLflow
+    run id) exists before any checkpoint does: a job killed right after its first checkpoint
+    resumes that record instead of starting a second one.
 
     ``ranks`` (several: a process group must be initialised, see
     :func:`genreflow.training.distributed.process_group`) splits each global batch of
@@ -469,6 +475,8 @@ def train_classifier(
     budget = None if memory_budget_gb is None else memory_budget_gb * 1e9
     trainer = _setup(classifier, store, params, seed, Path(checkpoint_path), device, budget, ranks)
     state, resumed_from = _resume_or_fresh(trainer)
+    if on_start is not None:
+        on_start(resumed_from)
     _run_epochs(trainer, state, on_epoch, progress)
     local_batchnorm(trainer.classifier)  # plain BatchNorm2d again, for saving and serving
     trainer.classifier.load_state_dict(state.best_state)
