@@ -443,16 +443,18 @@ def test_two_evaluates_at_once_keep_every_decision(
         train_stage(p, "train_lstm", repo, progress=False)
 
     # Hold the promotion lock while both start, so both reach read-decide-write together;
-    # while it is held, neither may record a decision.
+    # while it is held, neither may record a decision. Each registers its two candidates
+    # before it asks for the lock, so four versions mean both are at (or just before) it.
     with promotion_lock(uri, NAME):
         procs = [_evaluate_in_subprocess(r.root, uri, tiny.params()) for r in (weak, strong)]
         deadline = time.monotonic() + 240
-        metrics = [r.reports_dir / "metrics.json" for r in (weak, strong)]
-        while not all(m.is_file() for m in metrics) and time.monotonic() < deadline:
+        while len(client.search_model_versions(f"name = '{NAME}'")) < 4:
             assert all(proc.poll() is None for proc in procs), procs[0].communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the evaluates never registered 4 versions"
             time.sleep(0.2)
-        time.sleep(2.0)  # both are now registering or waiting on the lock
+        time.sleep(2.0)  # both are now waiting on the lock
         assert decisions(NAME) == [] and all(proc.poll() is None for proc in procs)
+        assert not any(r.metrics.exists() for r in (weak, strong))  # written after deciding
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
