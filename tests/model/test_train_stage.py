@@ -119,6 +119,35 @@ class _Killed(BaseException):
     """Stands in for the stage being killed mid-training."""
 
 
+def _sharing_data(tiny_repo: Layout, root) -> Layout:
+    """A new repository at ``root`` whose data is the tiny repository's (no models yet)."""
+    layout = Layout.from_root(root)
+    layout.root.mkdir()
+    (layout.root / "data").symlink_to(tiny_repo.root / "data", target_is_directory=True)
+    return layout
+
+
+def _killed(monkeypatch, owner, attr, when, params, layout, section="train_lstm") -> str:
+    """Run the training stage with ``owner.attr`` raising :class:`_Killed` right after a call
+    for which ``when(*args)`` holds (a kill at that point); then restore it. Returns the MLflow
+    run id the killed stage left in ``models/<arch>/mlflow_run_id``."""
+    from genreflow.pipeline.train import train_stage
+
+    original = getattr(owner, attr)
+
+    def dies(*args):
+        original(*args)
+        if when(*args):
+            raise _Killed()
+
+    monkeypatch.setattr(owner, attr, dies)
+    with pytest.raises(_Killed):
+        train_stage(params, section, layout, progress=False)
+    monkeypatch.setattr(owner, attr, original)
+    arch = getattr(params, section).arch
+    return (layout.models_dir / arch / "mlflow_run_id").read_text().strip()
+
+
 def test_killed_stage_resumes_same_mlflow_run(
     tiny, tiny_repo, tmp_path, tmp_path_factory, monkeypatch
 ):
@@ -128,28 +157,17 @@ def test_killed_stage_resumes_same_mlflow_run(
     from genreflow.tracking.epoch_log import EpochLogger
 
     tiny.use_tracking_db(monkeypatch, tmp_path, tmp_path_factory)
-    layout = Layout.from_root(tmp_path / "repo2")
-    layout.root.mkdir()
-    (layout.root / "data").symlink_to(tiny_repo.root / "data", target_is_directory=True)
+    layout = _sharing_data(tiny_repo, tmp_path / "repo2")
     params = tiny.params(epochs=3)
 
-    original = EpochLogger.__call__
-
-    def dies_after_epoch_2(self, metrics):
-        original(self, metrics)
-        if metrics.epoch == 2:
-            raise _Killed()
-
-    monkeypatch.setattr(EpochLogger, "__call__", dies_after_epoch_2)
-    with pytest.raises(_Killed):
-        stage_mod.train_stage(params, "train_lstm", layout, progress=False)
-    run_id = (layout.models_dir / "crnn" / "mlflow_run_id").read_text().strip()
+    run_id = _killed(
+        monkeypatch, EpochLogger, "__call__", lambda _, m: m.epoch == 2, params, layout
+    )
     client = MlflowClient()
     assert client.get_run(run_id).info.status == "FAILED"
     assert _metric_steps(client, run_id, "val_clip_accuracy") == [1, 2]
     assert not (layout.models_dir / "crnn" / "run.json").exists()
 
-    monkeypatch.setattr(EpochLogger, "__call__", original)
     summary = stage_mod.train_stage(params, "train_lstm", layout, progress=False)
     assert summary["run_id"] == run_id
     assert client.get_run(run_id).data.tags["resumed_from_epoch"] == "2"  # MLflow, not run.json
@@ -184,24 +202,14 @@ def test_stage_killed_at_its_first_checkpoint_resumes_the_same_mlflow_run(
     import genreflow.training.loop as loop_mod
 
     tiny.use_tracking_db(monkeypatch, tmp_path, tmp_path_factory)
-    layout = Layout.from_root(tmp_path / "repo3")
-    layout.root.mkdir()
-    (layout.root / "data").symlink_to(tiny_repo.root / "data", target_is_directory=True)
+    layout = _sharing_data(tiny_repo, tmp_path / "repo3")
     params = tiny.params(epochs=2)
-    original = loop_mod.save_checkpoint
-
-    def dies_once_written(path, body):
-        original(path, body)
-        raise _Killed()
-
-    monkeypatch.setattr(loop_mod, "save_checkpoint", dies_once_written)
-    with pytest.raises(_Killed):
-        stage_mod.train_stage(params, "train_cnn", layout, progress=False)
-    run_id = (layout.models_dir / "cnn" / "mlflow_run_id").read_text().strip()
+    run_id = _killed(
+        monkeypatch, loop_mod, "save_checkpoint", lambda *_: True, params, layout, "train_cnn"
+    )
     client = MlflowClient()
     assert _metric_steps(client, run_id, "val_clip_accuracy") == []  # epoch 1 not logged yet
 
-    monkeypatch.setattr(loop_mod, "save_checkpoint", original)
     summary = stage_mod.train_stage(params, "train_cnn", layout, progress=False)
     assert summary["run_id"] == run_id
     run = client.get_run(run_id)
